@@ -3,7 +3,7 @@
 Every error the library raises on bad data or misuse derives from :class:`OstreeError`::
 
     OstreeError
-    ├── GVariantError (ValueError)        bytes that are not valid/normal GVariant of the asked type,
+    ├── GVariantError (ValueError)        bytes that are not valid/normal GVariant of the type,
     │                                     or a value that cannot be encoded as that type
     ├── InvalidNameError (ValueError)     a bad file name, ref name or checksum string
     ├── CorruptObjectError                an object whose bytes fail checksum or structure checks
