@@ -57,6 +57,21 @@ def split_pair(buf: bytes, s: int, e: int) -> int:
     return s + mid
 
 
+def split_triple(buf: bytes, s: int, e: int) -> tuple[int, int, int]:
+    """For a 3-member tuple element of alignment-1 variable-size members (``(sayay)``):
+    the ends of members 0 and 1 and the start of the offset table."""
+    size = e - s
+    w = offset_size(size)
+    if size < 2 * w or w == 0:
+        raise GVariantError("tuple element too short for its offsets", s)
+    body = size - 2 * w
+    end0 = int.from_bytes(buf[e - w : e], "little")
+    end1 = int.from_bytes(buf[e - 2 * w : e - w], "little")
+    if not end0 <= end1 <= body or offset_width(body, 2) != w:
+        raise GVariantError("tuple element offsets out of order, range, or not minimal", e - w)
+    return s + end0, s + end1, s + body
+
+
 def c_string(buf: bytes, s: int, e: int) -> str:
     """A normal-form ``s`` occupying ``[s, e)``."""
     if e <= s or buf[e - 1] != 0:

@@ -30,6 +30,7 @@ from ._framing import (
     frame_pair,
     parse_xattrs,
     split_pair,
+    split_triple,
 )
 
 COMMIT_TYPE = "(a{sv}aya(say)sstayay)"
@@ -115,9 +116,12 @@ class DirTree:
         ]
         dirs = []
         for name, tree, meta in sorted(self.dirs, key=lambda e: e[0].encode()):
+            # (sayay): offsets for the two non-last members, stored in reverse order
+            name_end = len(name.encode()) + 1
             body = name.encode() + b"\0" + _bin(tree) + _bin(meta)
-            w = offset_width(len(body), 1)
-            dirs.append(body + (len(name.encode()) + 1).to_bytes(w, "little"))
+            w = offset_width(len(body), 2)
+            offsets = (name_end + 32).to_bytes(w, "little") + name_end.to_bytes(w, "little")
+            dirs.append(body + offsets)
         return frame_pair(frame_array(files), frame_array(dirs))
 
 
@@ -150,14 +154,15 @@ def parse_dirtree(data: bytes) -> DirTree:
         files.append((name, Checksum(csum.hex())))
     dirs: list[tuple[str, Checksum, Checksum]] = []
     for s, e in array_bounds(data, files_end, body_end):
-        name_end = split_pair(data, s, e)
+        name_end, tree_end, body_end = split_triple(data, s, e)
         name = c_string(data, s, name_end)
-        csums = data[name_end : e - offset_size(e - s)]
-        if len(csums) != 64:
-            raise CorruptObjectError(f"Invalid checksums of length {len(csums)} for dir {name!r}")
+        if tree_end - name_end != 32 or body_end - tree_end != 32:
+            raise CorruptObjectError(f"Invalid checksum length in dir entry {name!r}")
         if "/" in name or name in (".", "..", ""):
             validate_filename(name)
-        dirs.append((name, Checksum(csums[:32].hex()), Checksum(csums[32:].hex())))
+        dirs.append(
+            (name, Checksum(data[name_end:tree_end].hex()), Checksum(data[tree_end:body_end].hex()))
+        )
     return DirTree(tuple(files), tuple(dirs))
 
 

@@ -1,0 +1,332 @@
+"""The ``pyostree`` command line: local repository verbs (like the ``ostree`` CLI).
+
+Every failure exits non-zero with a one-line reason on stderr; bad data and
+misuse both surface as :class:`~libpyostree.errors.OstreeError`, never as a
+traceback.  Service nouns (``repository``, ``remote``, …) arrive with the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import stat
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from .checkout import checkout
+from .commit import commit_directory
+from .errors import OstreeError
+from .fsck import fsck
+from .gvariant import Variant
+from .objects.summary import parse_summary
+from .repo import Repo
+from .summary import update_summary
+from .walk import iter_history
+
+
+class CliError(OstreeError):
+    """A usage problem found by the CLI itself."""
+
+
+def _repo_path(args: argparse.Namespace) -> str:
+    path = args.repo or os.environ.get("OSTREE_REPO")
+    if not path:
+        raise CliError("no repository given: use --repo PATH or set OSTREE_REPO")
+    return str(path)
+
+
+def _open(args: argparse.Namespace) -> Repo:
+    return Repo.open(_repo_path(args))
+
+
+def _fmt_time(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S +0000")
+
+
+def _fmt_variant(value: Variant) -> str:
+    inner = value.value
+    if isinstance(inner, bytes):
+        return inner.hex()
+    if isinstance(inner, Variant):
+        return _fmt_variant(inner)
+    return repr(inner)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    Repo.init(_repo_path(args), mode=args.mode)
+    return 0
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    repo = _open(args)
+    result = fsck(repo, args.revs or None, threads=args.threads)
+    for problem in result.problems:
+        print(problem)
+    if not args.quiet:
+        print(
+            f"Checked {result.commits} commits, {result.metadata_objects} metadata and "
+            f"{result.content_objects} content objects: "
+            + ("no problems" if result.ok else f"{len(result.problems)} problems"),
+            file=sys.stderr,
+        )
+    return 0 if result.ok else 1
+
+
+def cmd_refs(args: argparse.Namespace) -> int:
+    repo = _open(args)
+    for name, csum in repo.list_refs().items():
+        if args.prefix and not name.startswith(args.prefix):
+            continue
+        print(f"{name} {csum}" if args.checksums else name)
+    return 0
+
+
+def cmd_rev_parse(args: argparse.Namespace) -> int:
+    print(_open(args).resolve_rev(args.rev))
+    return 0
+
+
+def _print_commit(repo: Repo, csum: str, show_meta: bool) -> None:
+    commit = repo.read_commit(csum)
+    print(f"commit {csum}")
+    if commit.parent:
+        print(f"Parent:  {commit.parent}")
+    print(f"ContentChecksum:  {commit.content_checksum}")
+    print(f"Date:  {_fmt_time(commit.timestamp)}")
+    if commit.version is not None:
+        print(f"Version: {commit.version}")
+    print()
+    print(f"    {commit.subject}")
+    if commit.body:
+        print()
+        for line in commit.body.splitlines():
+            print(f"    {line}")
+    print()
+    if show_meta:
+        for key, value in sorted(commit.metadata.items()):
+            print(f"  {key} ({value.type}) = {_fmt_variant(value)}")
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    repo = _open(args)
+    for csum, _commit in iter_history(repo, repo.resolve_rev(args.rev)):
+        _print_commit(repo, csum, False)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    repo = _open(args)
+    _print_commit(repo, repo.resolve_rev(args.rev), True)
+    return 0
+
+
+def _mode_string(mode: int) -> str:
+    kind = "d" if stat.S_ISDIR(mode) else "l" if stat.S_ISLNK(mode) else "-"
+    return f"{kind}{mode & 0o7777:05o}"
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """Same lines as ``ostree ls``: the directory, its files, then its subdirectories
+    (recursively with -R); -C adds checksums (tree and meta for directories)."""
+    repo = _open(args)
+    commit = repo.read_commit(repo.resolve_rev(args.rev))
+    tree, meta = commit.root_dirtree, commit.root_dirmeta
+    path = "/"
+    parts = [p for p in args.path.split("/") if p]
+    for k, part in enumerate(parts):
+        dirtree = repo.read_dirtree(tree)
+        dirs = {n: (t, m) for n, t, m in dirtree.dirs}
+        path = path.rstrip("/") + "/" + part
+        if part not in dirs:
+            files = dict(dirtree.files)
+            if part in files and k == len(parts) - 1:
+                _ls_file(repo, files[part], path, args.checksum)
+                return 0
+            raise CliError(f"No such file or directory: {args.path}")
+        tree, meta = dirs[part]
+
+    def dir_line(tree: str, meta: str, path: str) -> None:
+        dirmeta = repo.read_dirmeta(meta)
+        csums = f" {tree} {meta}" if args.checksum else ""
+        print(f"{_mode_string(dirmeta.mode)} {dirmeta.uid} {dirmeta.gid} {0:>6}{csums} {path}")
+
+    if not args.recursive:
+        dir_line(tree, meta, path)
+        dirtree = repo.read_dirtree(tree)
+        prefix = path.rstrip("/") + "/"
+        for name, fcsum in dirtree.files:
+            _ls_file(repo, fcsum, prefix + name, args.checksum)
+        for name, sub_tree, sub_meta in dirtree.dirs:
+            dir_line(sub_tree, sub_meta, prefix + name)
+        return 0
+    # Depth-first in name order, like ostree: a directory, its files, then its subdirectories.
+    stack = [(tree, meta, path)]
+    while stack:
+        tree, meta, path = stack.pop()
+        dir_line(tree, meta, path)
+        dirtree = repo.read_dirtree(tree)
+        prefix = path.rstrip("/") + "/"
+        for name, fcsum in dirtree.files:
+            _ls_file(repo, fcsum, prefix + name, args.checksum)
+        for name, sub_tree, sub_meta in reversed(dirtree.dirs):
+            stack.append((sub_tree, sub_meta, prefix + name))
+    return 0
+
+
+def _ls_file(repo: Repo, checksum: str, path: str, show_checksum: bool) -> None:
+    header, content = repo.read_file(checksum)
+    extra = f" -> {header.symlink_target}" if header.is_symlink else ""
+    csum = f" {checksum}" if show_checksum else ""
+    mode = _mode_string(header.mode)
+    print(f"{mode} {header.uid} {header.gid} {len(content):>6}{csum} {path}{extra}")
+
+
+def cmd_checkout(args: argparse.Namespace) -> int:
+    checkout(_open(args), args.rev, args.dest, xattrs=args.xattrs, subpath=args.subpath)
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    repo = _open(args)
+    if args.update:
+        update_summary(repo)
+        return 0
+    try:
+        data = (repo.path / "summary").read_bytes()
+    except FileNotFoundError:
+        raise CliError(f"{repo.path} has no summary; run --update first") from None
+    summary = parse_summary(data)
+    for ref in summary.refs:
+        print(f"* {ref.name}")
+        print(f"    Latest Commit ({ref.commit_size} bytes):")
+        print(f"      {ref.checksum}")
+        if ref.version is not None:
+            print(f"    Version: {ref.version}")
+        if ref.timestamp is not None:
+            print(f"    Timestamp: {_fmt_time(ref.timestamp)}")
+        print()
+    print("Repository Mode (ostree.summary.mode): ", end="")
+    mode = summary.metadata.get("ostree.summary.mode")
+    print(mode.value if mode else "(unset)")
+    for key, value in sorted(summary.metadata.items()):
+        print(f"{key} ({value.type}) = {_fmt_variant(value)}")
+    return 0
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    repo = _open(args)
+    metadata: dict[str, Variant] = {}
+    for item in args.add_metadata_string:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--add-metadata-string needs KEY=VALUE, got {item!r}")
+        metadata[key] = Variant("s", value)
+    timestamp = None
+    if args.timestamp is not None:
+        try:
+            timestamp = int(dt.datetime.fromisoformat(args.timestamp).timestamp())
+        except ValueError:
+            raise CliError(f"invalid --timestamp {args.timestamp!r}") from None
+    csum = commit_directory(
+        repo,
+        args.tree,
+        branch=args.branch,
+        subject=args.subject,
+        body=args.body,
+        parent=args.parent,
+        timestamp=timestamp,
+        metadata=metadata,
+        owner_uid=args.owner_uid,
+        owner_gid=args.owner_gid,
+        xattrs=not args.no_xattrs,
+        bindings=not args.no_bindings,
+    )
+    print(csum)
+    return 0
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    repo = _open(args)
+    header, content = repo.read_file(args.checksum)
+    sys.stdout.buffer.write(header.symlink_target.encode() if header.is_symlink else content)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyostree", description="Pure-Python OSTree tools")
+    parser.add_argument("--version", action="version", version=f"pyostree {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def verb(
+        name: str, func: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--repo", help="repository path (default: $OSTREE_REPO)")
+        p.set_defaults(func=func)
+        return p
+
+    p = verb("init", cmd_init, "create an archive-mode repository")
+    p.add_argument("--mode", default="archive", choices=["archive", "archive-z2"])
+    p = verb("fsck", cmd_fsck, "verify every reachable object")
+    p.add_argument("revs", nargs="*", metavar="REF_OR_COMMIT")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p = verb("refs", cmd_refs, "list refs")
+    p.add_argument("prefix", nargs="?")
+    p.add_argument("--checksums", action="store_true", help="also print the commit")
+    p = verb("rev-parse", cmd_rev_parse, "resolve a revision to a commit checksum")
+    p.add_argument("rev")
+    p = verb("log", cmd_log, "commit history")
+    p.add_argument("rev", metavar="REF")
+    p = verb("show", cmd_show, "one commit with its metadata")
+    p.add_argument("rev", metavar="REV")
+    p = verb("ls", cmd_ls, "list a directory of a commit")
+    p.add_argument("rev", metavar="REV")
+    p.add_argument("path", nargs="?", default="/")
+    p.add_argument("-R", "--recursive", action="store_true")
+    p.add_argument("-C", "--checksum", action="store_true")
+    p = verb("checkout", cmd_checkout, "write a commit's tree to a new directory")
+    p.add_argument("rev", metavar="REV")
+    p.add_argument("dest", metavar="DEST")
+    p.add_argument("--subpath", default="/")
+    p.add_argument("--xattrs", action="store_true", help="apply xattrs where permitted")
+    p = verb("summary", cmd_summary, "regenerate or show the summary")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("-u", "--update", action="store_true")
+    group.add_argument("-v", "--view", action="store_true")
+    p = verb("commit", cmd_commit, "commit a directory")
+    p.add_argument("tree", metavar="DIR")
+    p.add_argument("-b", "--branch")
+    p.add_argument("-s", "--subject", default="")
+    p.add_argument("--body", default="")
+    p.add_argument("--parent")
+    p.add_argument("--timestamp", help="ISO 8601 time (default: now)")
+    p.add_argument("--add-metadata-string", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--owner-uid", type=int)
+    p.add_argument("--owner-gid", type=int)
+    p.add_argument("--no-xattrs", action="store_true")
+    p.add_argument("--no-bindings", action="store_true")
+    p = verb("cat", cmd_cat, "print a file object's content")
+    p.add_argument("checksum")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except OstreeError as exc:
+        print(f"pyostree: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"pyostree: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

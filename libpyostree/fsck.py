@@ -1,0 +1,247 @@
+"""Verify every object reachable from a repository's commits, reporting every problem.
+
+Metadata (commits, dirtrees, dirmetas) is walked first, single-threaded, because
+it decides what else must be checked; content objects are then re-hashed by a
+thread pool.  ``hashlib`` and ``zlib`` release the GIL on large buffers, so the
+threads really use several cores.  Memory is bounded by the set of object names
+(32 bytes each) plus one file per thread; files larger than
+:data:`STREAM_THRESHOLD` are read in chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .errors import CorruptObjectError, ObjectNotFoundError, OstreeError
+from .names import Checksum
+from .objects import DirTree, ObjectType, filez_checksum, parse_file_header
+from .repo import Repo
+
+STREAM_THRESHOLD = 16 * 1024 * 1024
+_BATCH = 512
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FsckProblem:
+    checksum: str
+    objtype: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.objtype} {self.checksum}: {self.message}"
+
+
+@dataclass(slots=True)
+class FsckResult:
+    problems: list[FsckProblem] = field(default_factory=list)
+    commits: int = 0
+    metadata_objects: int = 0
+    content_objects: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def fsck(
+    repo: Repo,
+    revs: Iterable[str] | None = None,
+    *,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> FsckResult:
+    """Check ``revs`` (with their full present history) or, by default, every ref and
+    every commit object in the repository, as ``ostree fsck`` does."""
+    result = FsckResult()
+    starts: dict[Checksum, int] = {}
+    if revs is not None:
+        for rev in revs:
+            try:
+                starts[repo.resolve_rev(rev)] = -1
+            except OstreeError as exc:
+                result.problems.append(FsckProblem(rev, "ref", str(exc)))
+    else:
+        for name, csum in repo.list_refs().items():
+            if not repo.has_object(csum, ObjectType.COMMIT):
+                result.problems.append(
+                    FsckProblem(csum, "commit", f"missing commit (ref {name} points to it)")
+                )
+            starts.setdefault(csum, 0)
+        for csum, _ in repo.iter_objects(ObjectType.COMMIT):
+            starts.setdefault(csum, 0)
+
+    files: set[str] = set()
+    _check_metadata(repo, starts, result, files)
+    _check_content(repo, sorted(files), result, threads, progress)
+    return result
+
+
+def _check_metadata(
+    repo: Repo, starts: dict[Checksum, int], result: FsckResult, files: set[str]
+) -> None:
+    seen_commits: set[str] = set()
+    seen_trees: set[str] = set()
+    seen_metas: set[str] = set()
+    problems = result.problems
+    work = list(starts.items())
+    while work:
+        csum, depth = work.pop()
+        if csum in seen_commits:
+            continue
+        seen_commits.add(csum)
+        if not repo.has_object(csum, ObjectType.COMMIT):
+            if depth == -1 and csum not in starts:
+                continue  # shallow history: a missing parent is fine
+            if csum in starts and not any(p.checksum == csum for p in problems):
+                problems.append(FsckProblem(csum, "commit", "missing commit object"))
+            continue
+        try:
+            commit = repo.read_commit(csum)
+        except OstreeError as exc:
+            problems.append(FsckProblem(csum, "commit", str(exc)))
+            continue
+        result.commits += 1
+        if commit.parent is not None and depth != 0:
+            work.append((commit.parent, -1))
+        stack = [(commit.root_dirtree, commit.root_dirmeta, csum)]
+        while stack:
+            tree, meta, owner = stack.pop()
+            if meta not in seen_metas:
+                seen_metas.add(meta)
+                _check_one(repo.read_dirmeta, meta, "dirmeta", owner, result)
+            if tree in seen_trees:
+                continue
+            seen_trees.add(tree)
+            parsed = _check_one(repo.read_dirtree, tree, "dirtree", owner, result)
+            if not isinstance(parsed, DirTree):
+                continue
+            for _name, file_csum in parsed.files:
+                files.add(file_csum)
+            for _name, sub_tree, sub_meta in parsed.dirs:
+                stack.append((sub_tree, sub_meta, tree))
+
+
+def _check_one(
+    reader: Callable[[str], object], csum: str, kind: str, owner: str, result: FsckResult
+) -> object | None:
+    try:
+        value: object | None = reader(csum)
+    except ObjectNotFoundError:
+        result.problems.append(
+            FsckProblem(csum, kind, f"missing {kind} object (needed by {owner})")
+        )
+        return None
+    except OstreeError as exc:
+        result.problems.append(FsckProblem(csum, kind, str(exc)))
+        return None
+    result.metadata_objects += 1
+    return value
+
+
+def _check_content(
+    repo: Repo,
+    files: list[str],
+    result: FsckResult,
+    threads: int | None,
+    progress: Progress | None,
+) -> None:
+    objdir = str(repo.path / "objects")
+    batches = [files[i : i + _BATCH] for i in range(0, len(files), _BATCH)]
+    workers = threads or min(8, os.cpu_count() or 1)
+    done = 0
+    total = len(files)
+    if progress:
+        progress(0, total)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for problems, count in pool.map(lambda b: _check_batch(objdir, b), batches):
+            result.problems.extend(problems)
+            result.content_objects += count - len(problems)
+            done += count
+            if progress:
+                progress(done, total)
+
+
+def _check_batch(objdir: str, batch: list[str]) -> tuple[list[FsckProblem], int]:
+    problems = []
+    for csum in batch:
+        path = f"{objdir}/{csum[:2]}/{csum[2:]}.filez"
+        try:
+            actual = _filez_file_checksum(path)
+        except FileNotFoundError:
+            problems.append(FsckProblem(csum, "file", "missing file object"))
+            continue
+        except OstreeError as exc:
+            problems.append(FsckProblem(csum, "file", str(exc)))
+            continue
+        except OSError as exc:
+            problems.append(FsckProblem(csum, "file", f"cannot read: {exc}"))
+            continue
+        if actual != csum:
+            problems.append(
+                FsckProblem(
+                    csum,
+                    "file",
+                    f"Corrupted file object; checksum expected={csum} actual={actual}",
+                )
+            )
+    return problems, len(batch)
+
+
+def _filez_file_checksum(path: str) -> str:
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size <= STREAM_THRESHOLD:
+            return filez_checksum(f.read())[0]
+        return _stream_checksum(f, size)
+
+
+def _stream_checksum(f: object, total: int) -> str:
+    """Re-hash a large ``.filez`` without holding it in memory."""
+    read = f.read  # type: ignore[attr-defined]
+    prefix = read(8)
+    if len(prefix) < 8:
+        raise CorruptObjectError("Corrupted archive file; truncated header")
+    (length,) = struct.unpack(">I", prefix[:4])
+    if length == 0 or 8 + length > total:
+        raise CorruptObjectError(f"Corrupted archive file; header length {length} exceeds the file")
+    header_bytes = prefix + read(length)
+    try:
+        size, header = parse_file_header(header_bytes, 8, 8 + length, archive=True)
+    except OstreeError as exc:
+        raise CorruptObjectError(f"Corrupted archive file header: {exc}") from None
+    header.validate()
+    digest = hashlib.sha256(header.content_stream_header())
+    if header.is_symlink:
+        return digest.hexdigest()
+    inflater = zlib.decompressobj(-15)
+    produced = 0
+    try:
+        while not inflater.eof:
+            chunk = read(1 << 20)
+            if not chunk:
+                raise CorruptObjectError("Corrupted archive file; truncated deflate stream")
+            while chunk:
+                # max_length bounds memory even for a decompression bomb
+                out = inflater.decompress(chunk, 1 << 20)
+                produced += len(out)
+                if produced > size:
+                    raise CorruptObjectError(f"Corrupted archive file; content exceeds size {size}")
+                digest.update(out)
+                chunk = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise CorruptObjectError(f"Corrupted archive file; invalid deflate data: {exc}") from None
+    if inflater.unused_data or read(1):
+        raise CorruptObjectError("Corrupted archive file; data after the deflate stream")
+    if produced != size:
+        raise CorruptObjectError(
+            f"Corrupted archive file; content is {produced} bytes, header says {size}"
+        )
+    return digest.hexdigest()
