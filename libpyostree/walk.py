@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .names import Checksum
+from .names import Checksum, validate_checksum
 from .objects import Commit, ObjectType
 from .repo import Repo
 
 
 def iter_commit_closure(
-    repo: Repo, commit: Checksum, depth: int = 0, *, verify: bool = True
+    repo: Repo, commit: str, depth: int = 0, *, verify: bool = True
 ) -> Iterator[tuple[Checksum, ObjectType]]:
     """Yield ``(checksum, type)`` for every object in the closure of ``commit``.
 
@@ -25,7 +25,7 @@ def iter_commit_closure(
     dirtree, dirmeta or the starting commit; missing parents end the history.
     """
     seen: set[tuple[str, ObjectType]] = set()
-    current: Checksum | None = commit
+    current: Checksum | None = validate_checksum(commit)
     remaining = depth
     first = True
     while current is not None:
@@ -61,9 +61,9 @@ def iter_commit_closure(
         current = info.parent
 
 
-def iter_history(repo: Repo, commit: Checksum) -> Iterator[tuple[Checksum, Commit]]:
+def iter_history(repo: Repo, commit: str) -> Iterator[tuple[Checksum, Commit]]:
     """The commit and its ancestors that are present, newest first."""
-    current: Checksum | None = commit
+    current: Checksum | None = validate_checksum(commit)
     while current is not None and repo.has_object(current, ObjectType.COMMIT):
         info = repo.read_commit(current)
         yield current, info

@@ -133,12 +133,14 @@ def parse_dirtree(data: bytes) -> DirTree:
     """
     size = len(data)
     if size == 0:
-        raise GVariantError("empty dirtree is not normal form (the empty tree is one zero byte)", 0)
+        # GLib 2.74 calls 0 bytes a normal-form (asas)-like tuple of two empty arrays,
+        # though the canonical empty tree is one zero byte; agree with GLib.
+        return DirTree()
     files_end = split_pair(data, 0, size)
     body_end = size - offset_size(size)
     files: list[tuple[str, Checksum]] = []
     for s, e in array_bounds(data, 0, files_end):
-        if e - s <= 0xFF:
+        if 0 < e - s <= 0xFF:
             name_end = s + data[e - 1]
             if name_end >= e:
                 raise GVariantError("tuple element offset out of range", e - 1)
