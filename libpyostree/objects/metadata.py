@@ -139,21 +139,32 @@ def parse_dirtree(data: bytes) -> DirTree:
     files_end = split_pair(data, 0, size)
     body_end = size - offset_size(size)
     files: list[tuple[str, Checksum]] = []
-    for s, e in array_bounds(data, 0, files_end):
-        if 0 < e - s <= 0xFF:
-            name_end = s + data[e - 1]
-            if name_end >= e:
-                raise GVariantError("tuple element offset out of range", e - 1)
-            csum = data[name_end : e - 1]
-        else:
-            name_end = split_pair(data, s, e)
-            csum = data[name_end : e - offset_size(e - s)]
-        name = c_string(data, s, name_end)
-        if len(csum) != 32:
-            raise CorruptObjectError(f"Invalid checksum of length {len(csum)} for file {name!r}")
-        if "/" in name or name in (".", "..", ""):
-            validate_filename(name)
-        files.append((name, Checksum(csum.hex())))
+    # The hot loop: elements of a(say) are "name\0" + 32-byte checksum + one
+    # offset byte (elements under 256 bytes); longer ones take the general path.
+    try:
+        prev = 0
+        for s, e in array_bounds(data, 0, files_end):
+            if 34 < e - s <= 0xFF:
+                name_end = s + data[e - 1]
+                if e - name_end != 33 or data[name_end - 1] != 0:
+                    raise CorruptObjectError(f"Invalid file entry in dirtree at offset {s}")
+                raw = data[s : name_end - 1]
+                if 0 in raw:
+                    raise GVariantError("string contains an interior NUL", s)
+                name = raw.decode()
+                csum = data[name_end : e - 1]
+            else:
+                name_end = split_pair(data, s, e)
+                name = c_string(data, s, name_end)
+                csum = data[name_end : e - offset_size(e - s)]
+                if len(csum) != 32:
+                    raise CorruptObjectError(f"Invalid checksum of length {len(csum)} for {name!r}")
+            if "/" in name or name in (".", "..", ""):
+                validate_filename(name)
+            files.append((name, csum.hex()))  # type: ignore[arg-type]  # hex is a Checksum
+            prev = e
+    except UnicodeDecodeError as exc:
+        raise GVariantError("string is not valid UTF-8", prev + exc.start) from None
     dirs: list[tuple[str, Checksum, Checksum]] = []
     for s, e in array_bounds(data, files_end, body_end):
         name_end, tree_end, body_end = split_triple(data, s, e)
