@@ -1,22 +1,32 @@
 """Write a commit's tree into a directory as the current user (``ostree checkout -U``).
 
 Directories are created writable and get their recorded mode only after their
-children are written (so read-only directories work); setuid/setgid bits are
-dropped, as user-mode checkouts do.  Ownership is not applied; xattrs are
-applied on request where the filesystem allows (``user.*`` for non-root).
+children are written (so read-only directories work).  Modes follow ostree
+2022.7's user mode (``checkout_one_file_at`` / ``checkout_tree_at``): regular
+files lose setuid/setgid and gain owner-read when they lack it (so the checkout
+can be read back); directories keep their full recorded mode, setgid and sticky
+included.  Ownership is not applied; xattrs are applied on request where the
+filesystem allows (``user.*`` for non-root).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 from .errors import OstreeError
 from .names import Checksum, validate_filename
 from .repo import Repo
 
-_USER_MASK = 0o7777 & ~0o6000
+_PERMS = 0o7777
+
+
+def user_file_mode(mode: int) -> int:
+    """The permission bits ``ostree checkout -U`` gives a regular file of ``mode``."""
+    perms = mode & _PERMS & ~(stat.S_ISUID | stat.S_ISGID)
+    return perms | stat.S_IRUSR if not perms & stat.S_IRUSR else perms
 
 
 def checkout(
@@ -40,7 +50,7 @@ def checkout(
     while stack:
         tree_csum, meta_csum, path = stack.pop()
         dirmeta = repo.read_dirmeta(meta_csum)
-        pending_modes.append((path, dirmeta.mode & _USER_MASK, meta_csum))
+        pending_modes.append((path, dirmeta.mode & _PERMS, meta_csum))
         dirtree = repo.read_dirtree(tree_csum)
         for name, file_csum in dirtree.files:
             validate_filename(name)
@@ -52,7 +62,7 @@ def checkout(
                 fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "wb") as f:
                     f.write(content)
-                    os.fchmod(f.fileno(), header.mode & _USER_MASK)
+                    os.fchmod(f.fileno(), user_file_mode(header.mode))
             if xattrs:
                 _apply_xattrs(target, header.xattrs)
         for name, sub_tree, sub_meta in dirtree.dirs:

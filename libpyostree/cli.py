@@ -1,5 +1,8 @@
 """The ``pyostree`` command line: local repository verbs (like the ``ostree`` CLI).
 
+The console script is :func:`service.cli.main`, which adds the service commands
+to these; ``python -m libpyostree.cli`` gives the local verbs alone.
+
 Every failure exits non-zero with a one-line reason on stderr; bad data and
 misuse both surface as :class:`~libpyostree.errors.OstreeError`, never as a
 traceback.  Service nouns (``repository``, ``remote``, …) arrive with the service.
@@ -254,7 +257,10 @@ def cmd_cat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+Extend = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def _parser(extend: Extend | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyostree", description="Pure-Python OSTree tools")
     parser.add_argument("--version", action="version", version=f"pyostree {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -310,11 +316,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-bindings", action="store_true")
     p = verb("cat", cmd_cat, "print a file object's content")
     p.add_argument("checksum")
+    if extend is not None:
+        extend(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, extend: Extend | None = None) -> int:
+    """Run the CLI; ``extend`` lets the service add its commands (the library never
+    imports the service)."""
+    args = _parser(extend).parse_args(argv)
     try:
         code: int = args.func(args)
     except OstreeError as exc:

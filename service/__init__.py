@@ -1,1 +1,4 @@
-"""The libpyostree service (Starlette + uvicorn). Built on top of :mod:`libpyostree`; not yet implemented."""
+"""The libpyostree service (Starlette + uvicorn) on top of :mod:`libpyostree`.
+
+So far: the ``pyostree`` console script and ``GET /api/v1/status``.
+"""

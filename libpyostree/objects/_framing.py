@@ -106,9 +106,16 @@ def frame_pair(first: bytes, second: bytes) -> bytes:
     return first + second + len(first).to_bytes(w, "little")
 
 
-def encode_xattrs(xattrs: tuple[tuple[bytes, bytes], ...] | list[tuple[bytes, bytes]]) -> bytes:
-    """``a(ayay)``, sorted by name as ostree requires (names include their trailing NUL)."""
-    return frame_array([frame_pair(name, value) for name, value in sorted(xattrs)])
+def encode_xattrs(
+    xattrs: tuple[tuple[bytes, bytes], ...] | list[tuple[bytes, bytes]], *, sort: bool = True
+) -> bytes:
+    """``a(ayay)`` (names include their trailing NUL), sorted by name unless ``sort=False``.
+
+    File headers are hashed with their xattrs in stored order (``sort=False``): ostree
+    before 2024.10 does not sort them, and ``ostree commit --tree=tar=`` stores them in
+    the tarball's order, so sorting would change the checksum of such objects."""
+    pairs = sorted(xattrs) if sort else xattrs
+    return frame_array([frame_pair(name, value) for name, value in pairs])
 
 
 def parse_xattrs(buf: bytes, start: int, end: int) -> tuple[tuple[bytes, bytes], ...]:

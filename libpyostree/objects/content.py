@@ -65,7 +65,7 @@ class FileHeader:
         """The canonical ``(uuuusa(ayay))`` bytes (used for the checksum)."""
         target = self.symlink_target.encode("utf-8") + b"\0"
         fixed = struct.pack(">IIII", self.uid, self.gid, self.mode, self.rdev)
-        return _fixed_then_pair(fixed, target, encode_xattrs(self.xattrs))
+        return _fixed_then_pair(fixed, target, encode_xattrs(self.xattrs, sort=False))
 
     def content_stream_header(self) -> bytes:
         variant = self.header_variant()
@@ -75,7 +75,7 @@ class FileHeader:
         """The ``.filez`` prefix: length, padding and ``(tuuuusa(ayay))`` with ``size``."""
         target = self.symlink_target.encode("utf-8") + b"\0"
         fixed = struct.pack(">QIIII", size, self.uid, self.gid, self.mode, self.rdev)
-        variant = _fixed_then_pair(fixed, target, encode_xattrs(self.xattrs))
+        variant = _fixed_then_pair(fixed, target, encode_xattrs(self.xattrs, sort=False))
         return struct.pack(">I", len(variant)) + b"\0\0\0\0" + variant
 
 
