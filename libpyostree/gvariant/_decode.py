@@ -233,6 +233,7 @@ class _Reader:
         items: list[Any] = []
         buf = self.buf
         if strict:
+            read = self._entry_sv if element.string == "{sv}" else self.read
             prev = 0
             for k, rel_end in enumerate(ends):
                 if rel_end < prev or rel_end > last_end:
@@ -242,7 +243,7 @@ class _Reader:
                     if pos >= rel_end or buf[start + pos] != 0:
                         raise self._bad("non-zero or missing padding", start + pos)
                     pos += 1
-                items.append(self.read(element, start + pos, start + rel_end, depth + 1))
+                items.append(read(element, start + pos, start + rel_end, depth + 1))
                 prev = rel_end
         else:
             unordered = n
@@ -292,6 +293,29 @@ class _Reader:
         return items
 
     # -- tuples and dict entries ---------------------------------------------------
+
+    def _entry_sv(self, t: GVType, start: int, end: int, depth: int) -> tuple[Any, ...]:
+        """Strict ``{sv}`` (OSTree metadata): the common normal case read directly;
+        anything unusual goes through the generic reader, which reports it."""
+        size = end - start
+        buf = self.buf
+        if 0 < size <= 0xFF and depth < MAX_DEPTH:
+            key_end = start + buf[end - 1]
+            value_start = (key_end + 7) & ~7
+            if (
+                start < key_end <= value_start < end - 1
+                and buf[key_end - 1] == 0
+                and not any(buf[key_end:value_start])
+            ):
+                raw = buf[start : key_end - 1]
+                if 0 not in raw:
+                    try:
+                        key = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        pass
+                    else:
+                        return key, self._variant(value_start, end - 1, depth + 1)
+        return self._tuple_strict(t, start, end, depth)
 
     def _tuple_strict(self, t: GVType, start: int, end: int, depth: int) -> tuple[Any, ...]:
         # Port of gvs_tuple_is_normal(): walk forwards through the members and
