@@ -218,7 +218,7 @@ def _stream_checksum(f: object, total: int) -> str:
     except OstreeError as exc:
         raise CorruptObjectError(f"Corrupted archive file header: {exc}") from None
     header.validate()
-    digest = hashlib.sha256(header.content_stream_header())
+    digest = hashlib.sha256(header.content_stream_header(sort_xattrs=False))
     if header.is_symlink:
         return digest.hexdigest()
     inflater = zlib.decompressobj(-15)

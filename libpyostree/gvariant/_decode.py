@@ -423,6 +423,8 @@ def decode(type_string: str, data: bytes | bytearray | memoryview, *, strict: bo
     ``strict=False`` GLib's recovery rules give a value for any bytes.
     """
     t = parse_type(type_string)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise GVariantError(f"data must be bytes-like, not {type(data).__name__}")
     buf = bytes(data)
     return _Reader(buf, strict).read(t, 0, len(buf), 0)
 

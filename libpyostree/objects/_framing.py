@@ -109,11 +109,8 @@ def frame_pair(first: bytes, second: bytes) -> bytes:
 def encode_xattrs(
     xattrs: tuple[tuple[bytes, bytes], ...] | list[tuple[bytes, bytes]], *, sort: bool = True
 ) -> bytes:
-    """``a(ayay)`` (names include their trailing NUL), sorted by name unless ``sort=False``.
-
-    File headers are hashed with their xattrs in stored order (``sort=False``): ostree
-    before 2024.10 does not sort them, and ``ostree commit --tree=tar=`` stores them in
-    the tarball's order, so sorting would change the checksum of such objects."""
+    """``a(ayay)`` (names include their trailing NUL), sorted by name unless ``sort=False``
+    (re-hashing a stored file header keeps its order, as ostree 2022.7 does)."""
     pairs = sorted(xattrs) if sort else xattrs
     return frame_array([frame_pair(name, value) for name, value in pairs])
 

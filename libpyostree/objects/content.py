@@ -61,21 +61,27 @@ class FileHeader:
         if stat.S_ISLNK(self.mode) and not self.symlink_target:
             raise CorruptObjectError("Corrupted file object; symlink without a target")
 
-    def header_variant(self) -> bytes:
-        """The canonical ``(uuuusa(ayay))`` bytes (used for the checksum)."""
+    def header_variant(self, *, sort_xattrs: bool = True) -> bytes:
+        """The canonical ``(uuuusa(ayay))`` bytes (used for the checksum).
+
+        Writers sort xattrs by name.  To re-hash an object read from a repository,
+        pass ``sort_xattrs=False``: ostree 2022.7 hashes the xattrs in the order they
+        are stored, and ``ostree commit --tree=tar=`` stores them unsorted (in the
+        tarball's order), so sorting would not reproduce such an object's name.
+        """
         target = self.symlink_target.encode("utf-8") + b"\0"
         fixed = struct.pack(">IIII", self.uid, self.gid, self.mode, self.rdev)
-        return _fixed_then_pair(fixed, target, encode_xattrs(self.xattrs, sort=False))
+        return _fixed_then_pair(fixed, target, encode_xattrs(self.xattrs, sort=sort_xattrs))
 
-    def content_stream_header(self) -> bytes:
-        variant = self.header_variant()
+    def content_stream_header(self, *, sort_xattrs: bool = True) -> bytes:
+        variant = self.header_variant(sort_xattrs=sort_xattrs)
         return struct.pack(">I", len(variant)) + b"\0\0\0\0" + variant
 
     def archive_header(self, size: int) -> bytes:
         """The ``.filez`` prefix: length, padding and ``(tuuuusa(ayay))`` with ``size``."""
         target = self.symlink_target.encode("utf-8") + b"\0"
         fixed = struct.pack(">QIIII", size, self.uid, self.gid, self.mode, self.rdev)
-        variant = _fixed_then_pair(fixed, target, encode_xattrs(self.xattrs, sort=False))
+        variant = _fixed_then_pair(fixed, target, encode_xattrs(self.xattrs))
         return struct.pack(">I", len(variant)) + b"\0\0\0\0" + variant
 
 
@@ -211,7 +217,7 @@ def iter_inflate(data: bytes, offset: int, size: int) -> Iterator[bytes]:
 def filez_checksum(data: bytes) -> tuple[Checksum, FilezInfo]:
     """Re-hash a ``.filez`` as ostree's untrusted pull does: canonical header + inflated body."""
     info = parse_filez(data)
-    digest = hashlib.sha256(info.header.content_stream_header())
+    digest = hashlib.sha256(info.header.content_stream_header(sort_xattrs=False))
     if not info.header.is_symlink:
         for chunk in iter_inflate(data, info.body_offset, info.size):
             digest.update(chunk)
