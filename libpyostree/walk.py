@@ -62,9 +62,15 @@ def iter_commit_closure(
 
 
 def iter_history(repo: Repo, commit: str) -> Iterator[tuple[Checksum, Commit]]:
-    """The commit and its ancestors that are present, newest first."""
+    """The commit and its ancestors that are present, newest first.
+
+    The commit itself must exist (:class:`~libpyostree.errors.ObjectNotFoundError`
+    otherwise, as ``ostree log`` fails); only missing ancestors end the history.
+    """
     current: Checksum | None = validate_checksum(commit)
-    while current is not None and repo.has_object(current, ObjectType.COMMIT):
+    first = True
+    while current is not None and (first or repo.has_object(current, ObjectType.COMMIT)):
+        first = False
         info = repo.read_commit(current)
         yield current, info
         current = info.parent
