@@ -1,26 +1,30 @@
 """Verify every object reachable from a repository's commits, reporting every problem.
 
-Metadata (commits, dirtrees, dirmetas) is walked first, single-threaded, because
-it decides what else must be checked; content objects are then re-hashed by a
-thread pool.  ``hashlib`` and ``zlib`` release the GIL on large buffers, so the
-threads really use several cores.  Memory is bounded by the set of object names
-(32 bytes each) plus one file per thread; files larger than
-:data:`STREAM_THRESHOLD` are read in chunks.
+Metadata (commits, dirtrees, dirmetas) is walked in the calling thread because
+it decides what else must be checked; content objects are re-hashed in batches
+by a pool of workers that starts as soon as the walk finds them.  The workers
+are processes where ``fork`` is safe (measured: two processes verify 45k files
+in 1.9 s, two threads in 2.9 s, because per-file Python work and GIL hand-offs
+serialise threads even though zlib and hashlib release the GIL), else threads.
+Memory is bounded by the set of object names plus one file per worker; files
+larger than :data:`STREAM_THRESHOLD` are read in chunks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .errors import CorruptObjectError, ObjectNotFoundError, OstreeError
 from .names import Checksum
-from .objects import DirTree, ObjectType, filez_checksum, parse_file_header
+from .objects import DirTree, ObjectType, filez_object_checksum, parse_file_header
 from .repo import Repo
 
 STREAM_THRESHOLD = 16 * 1024 * 1024
@@ -57,9 +61,15 @@ def fsck(
     *,
     threads: int | None = None,
     progress: Progress | None = None,
+    processes: bool | None = None,
 ) -> FsckResult:
     """Check ``revs`` (with their full present history) or, by default, every ref and
-    every commit object in the repository, as ``ostree fsck`` does."""
+    every commit object in the repository, as ``ostree fsck`` does.
+
+    ``threads`` is the number of parallel workers (default: the CPU count, at
+    most 8); ``processes`` forces worker processes (True) or threads (False); by
+    default processes are used where ``fork`` is available and this process has
+    no other threads."""
     result = FsckResult()
     starts: dict[Checksum, int] = {}
     if revs is not None:
@@ -78,18 +88,60 @@ def fsck(
         for csum, _ in repo.iter_objects(ObjectType.COMMIT):
             starts.setdefault(csum, 0)
 
-    files: set[str] = set()
-    _check_metadata(repo, starts, result, files)
-    _check_content(repo, sorted(files), result, threads, progress)
+    objdir = str(repo.path / "objects")
+    workers = threads or min(8, os.cpu_count() or 1)
+    pending: list[str] = []
+    futures: list[Future[tuple[list[FsckProblem], int]]] = []
+    total = 0
+    # Content checks start while the metadata walk is still running.  They run in
+    # worker processes when we can fork safely: inflate and sha256 release the GIL,
+    # but the per-file Python work and GIL hand-offs still serialise threads
+    # (45k files: 2.9 s with two threads, 1.9 s with two processes, measured).
+    with _executor(workers, processes) as pool:
+
+        def on_file(checksum: str) -> None:
+            nonlocal total
+            total += 1
+            pending.append(checksum)
+            if len(pending) >= _BATCH:
+                futures.append(pool.submit(_check_batch, objdir, pending.copy()))
+                pending.clear()
+
+        _check_metadata(repo, starts, result, on_file)
+        if pending:
+            futures.append(pool.submit(_check_batch, objdir, pending.copy()))
+        done = 0
+        if progress:
+            progress(0, total)
+        for future in futures:
+            problems, count = future.result()
+            result.problems.extend(problems)
+            result.content_objects += count - len(problems)
+            done += count
+            if progress:
+                progress(done, total)
     return result
 
 
+def _executor(workers: int, processes: bool | None) -> Executor:
+    if processes is None:
+        processes = (
+            workers > 1
+            and "fork" in multiprocessing.get_all_start_methods()
+            and threading.active_count() == 1
+        )
+    if processes:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(workers)
+
+
 def _check_metadata(
-    repo: Repo, starts: dict[Checksum, int], result: FsckResult, files: set[str]
+    repo: Repo, starts: dict[Checksum, int], result: FsckResult, on_file: Callable[[str], None]
 ) -> None:
     seen_commits: set[str] = set()
     seen_trees: set[str] = set()
     seen_metas: set[str] = set()
+    seen_files: set[str] = set()
     problems = result.problems
     work = list(starts.items())
     while work:
@@ -124,7 +176,9 @@ def _check_metadata(
             if not isinstance(parsed, DirTree):
                 continue
             for _name, file_csum in parsed.files:
-                files.add(file_csum)
+                if file_csum not in seen_files:
+                    seen_files.add(file_csum)
+                    on_file(file_csum)
             for _name, sub_tree, sub_meta in parsed.dirs:
                 stack.append((sub_tree, sub_meta, tree))
 
@@ -144,29 +198,6 @@ def _check_one(
         return None
     result.metadata_objects += 1
     return value
-
-
-def _check_content(
-    repo: Repo,
-    files: list[str],
-    result: FsckResult,
-    threads: int | None,
-    progress: Progress | None,
-) -> None:
-    objdir = str(repo.path / "objects")
-    batches = [files[i : i + _BATCH] for i in range(0, len(files), _BATCH)]
-    workers = threads or min(8, os.cpu_count() or 1)
-    done = 0
-    total = len(files)
-    if progress:
-        progress(0, total)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for problems, count in pool.map(lambda b: _check_batch(objdir, b), batches):
-            result.problems.extend(problems)
-            result.content_objects += count - len(problems)
-            done += count
-            if progress:
-                progress(done, total)
 
 
 def _check_batch(objdir: str, batch: list[str]) -> tuple[list[FsckProblem], int]:
@@ -196,11 +227,21 @@ def _check_batch(objdir: str, batch: list[str]) -> tuple[list[FsckProblem], int]
 
 
 def _filez_file_checksum(path: str) -> str:
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size <= STREAM_THRESHOLD:
-            return filez_checksum(f.read())[0]
-        return _stream_checksum(f, size)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size > STREAM_THRESHOLD:
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                return _stream_checksum(f, size)
+        data = os.read(fd, size)
+        while len(data) < size:  # short reads are allowed by POSIX
+            more = os.read(fd, size - len(data))
+            if not more:
+                break
+            data += more
+        return filez_object_checksum(data)
+    finally:
+        os.close(fd)
 
 
 def _stream_checksum(f: object, total: int) -> str:

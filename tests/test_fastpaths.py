@@ -17,7 +17,16 @@ from hypothesis import strategies as st
 from libpyostree.errors import GVariantError, OstreeError
 from libpyostree.gvariant import decode, encode
 from libpyostree.names import Checksum, validate_filename
-from libpyostree.objects import DirMeta, DirTree, FileHeader, parse_dirmeta, parse_dirtree
+from libpyostree.objects import (
+    DirMeta,
+    DirTree,
+    FileHeader,
+    build_filez,
+    filez_checksum,
+    filez_object_checksum,
+    parse_dirmeta,
+    parse_dirtree,
+)
 from libpyostree.objects.content import ARCHIVE_HEADER_TYPE, FILE_HEADER_TYPE, parse_file_header
 
 SETTINGS = settings(
@@ -182,3 +191,31 @@ def test_file_header_fast_path_reads_like_glib_recovery(data: st.DataObject) -> 
     except GVariantError:
         actual = "error"
     assert actual == expected
+
+
+def _object_checksum_outcome(func: Any, data: bytes) -> object:
+    try:
+        result = func(data)
+    except OstreeError:
+        return "error"
+    return result[0] if isinstance(result, tuple) else result
+
+
+@SETTINGS
+@given(st.data())
+def test_filez_object_checksum_agrees_with_the_general_path(data: st.DataObject) -> None:
+    header = FileHeader(
+        data.draw(st.integers(0, 2**32 - 1)),
+        data.draw(st.integers(0, 2**32 - 1)),
+        data.draw(st.sampled_from([0o100644, 0o104755, 0o100000, 0o120777])),
+        "",
+        tuple(sorted(data.draw(xattr_lists))) if data.draw(st.booleans()) else (),
+    )
+    if header.is_symlink:
+        header = FileHeader(header.uid, header.gid, header.mode, "t", header.xattrs)
+    raw = build_filez(header, data.draw(st.binary(max_size=2000)))
+    assert filez_object_checksum(raw) == filez_checksum(raw)[0]
+    mutated = _mutations(raw, data.draw)
+    assert _object_checksum_outcome(filez_object_checksum, mutated) == _object_checksum_outcome(
+        filez_checksum, mutated
+    )

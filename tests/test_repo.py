@@ -232,16 +232,17 @@ def test_summary_lists_heads_sorted_with_timestamps(repo: Repo, tmp_path: Path) 
     assert summary.metadata["ostree.summary.mode"] == Variant("s", "archive-z2")
 
 
-def test_fsck_reports_every_problem(repo: Repo, tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+def test_fsck_reports_every_problem(repo: Repo, tmp_path: Path, processes: bool) -> None:
     c = commit_n(repo, tmp_path, 2)
-    assert fsck(repo).ok
+    assert fsck(repo, processes=processes, threads=2).ok
     victims = [csum for csum, t in iter_commit_closure(repo, c[1]) if t is ObjectType.FILE][:3]
     for v in victims:
         path = repo.object_path(v, ObjectType.FILE)
         data = bytearray(path.read_bytes())
         data[-1] ^= 0xFF
         path.write_bytes(bytes(data))
-    result = fsck(repo)
+    result = fsck(repo, processes=processes, threads=2)
     assert {p.checksum for p in result.problems} == set(victims)
     assert all(p.objtype == "file" for p in result.problems)
 
