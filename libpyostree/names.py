@@ -71,6 +71,22 @@ def validate_rev(ref: str) -> str:
     return ref
 
 
+_COLLECTION_ELEMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def validate_collection_id(collection_id: str) -> str:
+    """A reverse-DNS collection ID (``ostree_validate_collection_id``): two or more
+    dot-separated elements of ``[A-Za-z_][A-Za-z0-9_]*``, at most 255 characters."""
+    parts = collection_id.split(".") if isinstance(collection_id, str) else []
+    if (
+        len(parts) < 2
+        or len(collection_id) > 255
+        or not all(_COLLECTION_ELEMENT.match(part) for part in parts)
+    ):
+        raise InvalidNameError(f"Invalid collection ID {collection_id!r:.200}")
+    return collection_id
+
+
 def validate_remote_name(name: str) -> str:
     if not isinstance(name, str) or _REMOTE.match(name) is None:
         raise InvalidNameError(f"Invalid remote name {name!r:.200}")

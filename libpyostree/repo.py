@@ -36,7 +36,14 @@ from .errors import (
 )
 from .gvariant import Variant
 from .keyfile import KeyFile
-from .names import Checksum, is_checksum, validate_checksum, validate_remote_name, validate_rev
+from .names import (
+    Checksum,
+    is_checksum,
+    validate_checksum,
+    validate_collection_id,
+    validate_remote_name,
+    validate_rev,
+)
 from .objects import (
     Commit,
     DirMeta,
@@ -294,16 +301,7 @@ class Repo:
 
     def read_ref(self, name: str) -> Checksum | None:
         """The checksum a ref points at (following alias symlinks), or None."""
-        path = self._ref_path(name)
-        try:
-            text = path.read_text("utf-8").strip()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RepoError(f"Cannot read ref {name}: {exc}") from None
-        if not is_checksum(text):
-            raise RepoError(f"Ref {name} holds an invalid checksum {text!r:.80}")
-        return Checksum(text)
+        return _read_ref_file(self._ref_path(name), name)
 
     def list_refs(self, *, remotes: bool = True) -> dict[str, Checksum]:
         """All refs: heads by name, remote refs as ``remote:name``; sorted by name."""
@@ -322,6 +320,45 @@ class Repo:
                     if value is not None:
                         out[name] = value
         return dict(sorted(out.items()))
+
+    def _mirror_ref_path(self, collection_id: str, ref: str) -> Path:
+        validate_collection_id(collection_id)
+        validate_rev(ref)
+        return self.path / "refs" / "mirrors" / collection_id / ref
+
+    def read_mirror_ref(self, collection_id: str, ref: str) -> Checksum | None:
+        """A collection ref under ``refs/mirrors/COLLECTION-ID/REF``."""
+        return _read_ref_file(
+            self._mirror_ref_path(collection_id, ref), f"({collection_id}, {ref})"
+        )
+
+    def list_mirror_refs(self) -> dict[tuple[str, str], Checksum]:
+        """Collection refs as ``(collection ID, ref) → checksum``."""
+        base = self.path / "refs" / "mirrors"
+        out: dict[tuple[str, str], Checksum] = {}
+        for dirpath, _dirs, files in os.walk(base, followlinks=False):
+            for fname in files:
+                rel = os.path.relpath(os.path.join(dirpath, fname), base)
+                collection_id, _, ref = rel.partition(os.sep)
+                try:
+                    value = self.read_mirror_ref(collection_id, ref)
+                except OstreeError:
+                    continue  # not a collection ref (a stray file)
+                if value is not None:
+                    out[(collection_id, ref)] = value
+        return dict(sorted(out.items()))
+
+    def set_mirror_ref(
+        self,
+        collection_id: str,
+        ref: str,
+        checksum: str | None,
+        *,
+        expected: str | object | None = _ANY,
+    ) -> None:
+        """Like :meth:`set_ref`, for ``refs/mirrors/COLLECTION-ID/REF``."""
+        path = self._mirror_ref_path(collection_id, ref)
+        self._update_ref_file(path, f"({collection_id}, {ref})", checksum, expected)
 
     def ref_alias_target(self, name: str) -> str | None:
         """For an alias (a symlink under refs/heads), the ref it points to."""
@@ -353,22 +390,25 @@ class Repo:
         With ``expected`` (a checksum, or None for "must not exist") the update is a
         compare-and-swap: :class:`RefConflictError` if the ref moved meanwhile.
         """
+        self._update_ref_file(self._ref_path(name), name, checksum, expected)
+
+    def _update_ref_file(
+        self, path: Path, label: str, checksum: str | None, expected: str | object | None
+    ) -> None:
         if checksum is not None:
             validate_checksum(checksum)
-        path = self._ref_path(name)
         with self._refs_locked():
             if expected is not _ANY:
-                current = self.read_ref(name)
+                current = _read_ref_file(path, label)
                 if current != expected:
-                    raise RefConflictError(
-                        name, expected if isinstance(expected, str) else None, current
-                    )
+                    want = expected if isinstance(expected, str) else None
+                    raise RefConflictError(label, want, current)
             if checksum is None:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                 return
             if path.is_symlink():
-                raise RepoError(f"Ref {name} is an alias; update the ref it points to")
+                raise RepoError(f"Ref {label} is an alias; update the ref it points to")
             path.parent.mkdir(parents=True, exist_ok=True)
             _atomic_write(path, f"{checksum}\n".encode(), self.path / "tmp")
 
@@ -429,6 +469,18 @@ class Repo:
         target = self.path / relpath
         target.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(target, data, self.path / "tmp")
+
+
+def _read_ref_file(path: Path, label: str) -> Checksum | None:
+    try:
+        text = path.read_text("utf-8").strip()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RepoError(f"Cannot read ref {label}: {exc}") from None
+    if not is_checksum(text):
+        raise RepoError(f"Ref {label} holds an invalid checksum {text!r:.80}")
+    return Checksum(text)
 
 
 def _atomic_write(final: Path, data: bytes, tmpdir: Path, *, overwrite: bool = True) -> bool:

@@ -253,3 +253,17 @@ def test_commit_directory_extends_branch_and_records_binding(repo: Repo, tmp_pat
     assert second.parent == c[0]
     assert second.ref_bindings == ["main"]
     assert second.subject == "commit 1"
+
+
+def test_mirror_refs_by_collection(repo: Repo, tmp_path: Path) -> None:
+    (c,) = commit_n(repo, tmp_path, 1)
+    repo.set_mirror_ref("org.example.Os", "os/x86_64/stable", c, expected=None)
+    assert (repo.path / "refs/mirrors/org.example.Os/os/x86_64/stable").read_text() == c + "\n"
+    assert repo.list_mirror_refs() == {("org.example.Os", "os/x86_64/stable"): c}
+    assert repo.read_mirror_ref("org.example.Os", "os/x86_64/stable") == c
+    with pytest.raises(RefConflictError):
+        repo.set_mirror_ref("org.example.Os", "os/x86_64/stable", c, expected=None)
+    for bad in ("nodots", "org..x", "1org.example", "org.ex-ample"):
+        with pytest.raises(InvalidNameError):
+            repo.set_mirror_ref(bad, "ref", c)
+    assert "os/x86_64/stable" not in repo.list_refs()  # heads and remotes only, as `ostree refs`
