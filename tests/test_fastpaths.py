@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from libpyostree.errors import GVariantError, OstreeError
-from libpyostree.gvariant import decode, encode
+from libpyostree.gvariant import Variant, _decode, decode, encode
 from libpyostree.names import Checksum, validate_filename
 from libpyostree.objects import (
     DirMeta,
@@ -219,3 +219,34 @@ def test_filez_object_checksum_agrees_with_the_general_path(data: st.DataObject)
     assert _object_checksum_outcome(filez_object_checksum, mutated) == _object_checksum_outcome(
         filez_checksum, mutated
     )
+
+
+metadata_values = st.dictionaries(
+    st.text(max_size=12),
+    st.one_of(
+        st.text(max_size=20).map(lambda v: Variant("s", v)),
+        st.integers(0, 2**64 - 1).map(lambda v: Variant("t", v)),
+        st.booleans().map(lambda v: Variant("b", v)),
+        st.lists(st.text(max_size=8), max_size=3).map(lambda v: Variant("as", v)),
+        st.binary(max_size=300).map(lambda v: Variant("ay", v)),
+    ),
+    max_size=6,
+)
+
+
+@SETTINGS
+@given(st.data())
+def test_sv_entry_fast_path_agrees_with_the_generic_tuple_reader(data: st.DataObject) -> None:
+    raw = encode("a{sv}", data.draw(metadata_values))
+    mutated = _mutations(raw, data.draw)
+
+    def generic(buf: bytes) -> object:
+        fast = _decode._Reader._entry_sv
+        try:
+            _decode._Reader._entry_sv = _decode._Reader._tuple_strict  # type: ignore[method-assign]
+            return decode("a{sv}", buf)
+        finally:
+            _decode._Reader._entry_sv = fast  # type: ignore[method-assign]
+
+    assert decode("a{sv}", raw) == generic(raw)
+    assert _outcome(lambda b: decode("a{sv}", b), mutated) == _outcome(generic, mutated)
