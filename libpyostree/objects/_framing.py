@@ -20,6 +20,23 @@ from ..gvariant import offset_size, offset_width
 _FMT = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
+def array_ends(buf: bytes, start: int, end: int) -> tuple[int, ...]:
+    """The framing offsets (relative element ends) of a normal-form array of
+    variable-size, alignment-1 elements; the caller checks they do not decrease."""
+    size = end - start
+    if size == 0:
+        return ()
+    w = offset_size(size)
+    last = int.from_bytes(buf[end - w : end], "little")
+    if last > size or (size - last) % w:
+        raise GVariantError("array framing offset out of range", end - w)
+    n = (size - last) // w
+    if n == 0 or offset_width(last, n) != w:
+        raise GVariantError("array framing offsets are not minimal", end - w)
+    ends: tuple[int, ...] = struct.unpack_from(f"<{n}{_FMT[w]}", buf, start + last)
+    return ends
+
+
 def array_bounds(buf: bytes, start: int, end: int) -> list[tuple[int, int]]:
     """Element bounds of a normal-form array of variable-size, alignment-1 elements."""
     size = end - start

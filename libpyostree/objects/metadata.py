@@ -24,6 +24,7 @@ from ..gvariant import Variant, decode, encode, offset_size, offset_width
 from ..names import Checksum, checksum_from_bytes, validate_checksum, validate_filename
 from ._framing import (
     array_bounds,
+    array_ends,
     c_string,
     encode_xattrs,
     frame_array,
@@ -139,32 +140,35 @@ def parse_dirtree(data: bytes) -> DirTree:
     files_end = split_pair(data, 0, size)
     body_end = size - offset_size(size)
     files: list[tuple[str, Checksum]] = []
-    # The hot loop: elements of a(say) are "name\0" + 32-byte checksum + one
-    # offset byte (elements under 256 bytes); longer ones take the general path.
+    append = files.append
+    # The hot loop.  A normal a(say) element under 256 bytes is "name\0", the
+    # 32-byte checksum and one offset byte equal to len(name) + 1; anything else
+    # takes the general path.  The files array starts at 0, so its relative
+    # framing offsets are absolute.
+    s = 0
     try:
-        prev = 0
-        for s, e in array_bounds(data, 0, files_end):
-            if 34 < e - s <= 0xFF:
-                name_end = s + data[e - 1]
-                if e - name_end != 33 or data[name_end - 1] != 0:
-                    raise CorruptObjectError(f"Invalid file entry in dirtree at offset {s}")
-                raw = data[s : name_end - 1]
+        for e in array_ends(data, 0, files_end):
+            if e < s:
+                raise GVariantError("array framing offsets out of order", s)
+            length = e - s
+            if 34 < length <= 0xFF and data[e - 1] == length - 33 and data[e - 34] == 0:
+                raw = data[s : e - 34]
                 if 0 in raw:
                     raise GVariantError("string contains an interior NUL", s)
                 name = raw.decode()
-                csum = data[name_end : e - 1]
+                csum = data[e - 33 : e - 1]
             else:
                 name_end = split_pair(data, s, e)
                 name = c_string(data, s, name_end)
-                csum = data[name_end : e - offset_size(e - s)]
+                csum = data[name_end : e - offset_size(length)]
                 if len(csum) != 32:
                     raise CorruptObjectError(f"Invalid checksum of length {len(csum)} for {name!r}")
             if "/" in name or name in (".", "..", ""):
                 validate_filename(name)
-            files.append((name, csum.hex()))  # type: ignore[arg-type]  # hex is a Checksum
-            prev = e
+            append((name, csum.hex()))  # type: ignore[arg-type]  # hex is a Checksum
+            s = e
     except UnicodeDecodeError as exc:
-        raise GVariantError("string is not valid UTF-8", prev + exc.start) from None
+        raise GVariantError("string is not valid UTF-8", s + exc.start) from None
     dirs: list[tuple[str, Checksum, Checksum]] = []
     for s, e in array_bounds(data, files_end, body_end):
         name_end, tree_end, body_end = split_triple(data, s, e)
