@@ -148,8 +148,8 @@ def parse_dirtree(data: bytes) -> DirTree:
     s = 0
     try:
         for e in array_ends(data, 0, files_end):
-            if e < s:
-                raise GVariantError("array framing offsets out of order", s)
+            if not s <= e <= files_end:
+                raise GVariantError("array framing offsets out of order or range", s)
             length = e - s
             if 34 < length <= 0xFF and data[e - 1] == length - 33 and data[e - 34] == 0:
                 raw = data[s : e - 34]
