@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import stat
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 from . import __version__
@@ -250,6 +251,41 @@ def cmd_commit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from .archive import ImportProgress, import_archive
+
+    repo = _open(args)
+    last = [0.0]
+
+    def show(p: ImportProgress) -> None:
+        now = time.monotonic()
+        if now - last[0] < 1.0:
+            return
+        last[0] = now
+        total = f"/{p.bytes_total / 1e6:.1f}" if p.bytes_total else ""
+        print(f"{p.objects} objects, {p.bytes_read / 1e6:.1f}{total} MB read", file=sys.stderr)
+
+    result = import_archive(
+        repo,
+        args.archive,
+        ref=args.ref,
+        sha256=args.sha256,
+        repo_dir=args.repo_dir,
+        require_full_history=args.require_full_history,
+        progress=None if args.quiet else show,
+    )
+    for name, commit in result.refs.items():
+        print(f"{name} {commit}")
+    if not args.quiet:
+        state = "imported" if result.changed else "nothing new"
+        print(
+            f"{state}: {len(result.commits)} commits, {result.objects_added} objects added, "
+            f"{result.objects_present} already present",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def cmd_cat(args: argparse.Namespace) -> int:
     repo = _open(args)
     header, content = repo.read_file(args.checksum)
@@ -314,6 +350,13 @@ def _parser(extend: Extend | None = None) -> argparse.ArgumentParser:
     p.add_argument("--owner-gid", type=int)
     p.add_argument("--no-xattrs", action="store_true")
     p.add_argument("--no-bindings", action="store_true")
+    p = verb("import", cmd_import, "import a commit archive (tar, .gz, .xz, .zst), verified")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("--ref", help="extend this ref: the archive must continue its current head")
+    p.add_argument("--sha256", help="expected sha256 of the whole archive file")
+    p.add_argument("--repo-dir", help="repository directory inside the archive")
+    p.add_argument("--require-full-history", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
     p = verb("cat", cmd_cat, "print a file object's content")
     p.add_argument("checksum")
     if extend is not None:

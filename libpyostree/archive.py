@@ -1,0 +1,851 @@
+"""Import commit archives: osbuild ``commit.tar`` and any tarball of an archive repository.
+
+The archive is streamed member by member (plain tar, gzip, xz or zstd, detected
+from its first bytes); nothing is extracted wholesale and names are never
+trusted.  Each object is written to a staging directory inside the target's
+``tmp/`` and verified as ostree's ``--untrusted`` pull does: metadata is
+re-hashed, must be normal form and structurally valid; content objects are
+inflated and re-hashed in worker processes while the stream goes on.
+
+Nothing becomes visible until everything has been checked: the archive's
+sha256 (when given), every object, every commit's closure (in the archive or
+already in the target), the parent chain rules of the import mode, and the
+agreement of ``compose.json`` with the refs.  Then objects are linked into
+``objects/`` (content and trees before commits) and refs move last, each by
+compare-and-swap.  Any failure removes what this import added, so the target
+is exactly as it was.
+
+Invariants:
+- A member is read at most once and never written outside the staging dir.
+- Memory holds the parsed dirtrees and one member at a time (members over
+  16 MiB are copied in chunks), never the archive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from ._workers import default_workers, executor, filez_file_checksum
+from .errors import CorruptObjectError, OstreeError, RefConflictError
+from .gvariant import is_normal_form
+from .keyfile import KeyFile
+from .names import Checksum, is_checksum, validate_rev
+from .objects import (
+    Commit,
+    DirTree,
+    ObjectType,
+    build_commitmeta,
+    metadata_checksum,
+    parse_commit,
+    parse_commitmeta,
+    parse_dirmeta,
+    parse_dirtree,
+)
+from .repo import ARCHIVE_MODES, KNOWN_MODES, Repo
+from .summary import update_summary as regenerate_summary
+
+
+class ArchiveError(OstreeError):
+    """The archive itself is unusable: not a tar, unsafe, truncated, too large, bad mode."""
+
+
+class ImportRefusedError(OstreeError):
+    """The archive is valid, but importing it would be wrong (closure, history, refs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportLimits:
+    max_metadata_size: int = 128 * 1024 * 1024
+    """OSTREE_MAX_METADATA_SIZE: larger commit/dirtree/dirmeta/commitmeta members are refused."""
+    max_total_size: int = 1 << 40
+    """Cap on decompressed tar bytes, so a decompression bomb stops early."""
+    max_small_file: int = 1024 * 1024
+    """Cap on config, refs and compose.json members."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProgress:
+    objects: int
+    bytes_read: int
+    bytes_total: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    commits: tuple[Checksum, ...]
+    refs: dict[str, Checksum] = field(default_factory=dict)
+    objects_added: int = 0
+    objects_present: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.refs) or self.objects_added > 0
+
+
+_OBJECT_PATH = re.compile(
+    r"(?P<prefix>(?:.*/)?)objects/(?P<xx>[0-9a-f]{2})/(?P<rest>[0-9a-f]{62})\.(?P<suffix>[a-z-]+)\Z"
+)
+_SUFFIXES = {
+    "commit": ObjectType.COMMIT,
+    "dirtree": ObjectType.DIR_TREE,
+    "dirmeta": ObjectType.DIR_META,
+    "filez": ObjectType.FILE,
+    "commitmeta": ObjectType.COMMIT_META,
+    "tombstone-commit": ObjectType.TOMBSTONE_COMMIT,
+}
+_BATCH = 256
+_PROGRESS_EVERY = 256
+_CHUNK = 1 << 20
+
+
+# -- the byte streams ------------------------------------------------------------------
+
+
+class _CountingReader(io.RawIOBase):
+    """The raw archive: counts bytes and hashes them for the optional sha256 check."""
+
+    def __init__(self, raw: IO[bytes], hashing: bool) -> None:
+        self.raw = raw
+        self.count = 0
+        self.digest = hashlib.sha256() if hashing else None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.count += n
+        if self.digest is not None:
+            self.digest.update(data)
+        return n
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+
+class _LimitedReader(io.RawIOBase):
+    """Decompressed tar bytes, refusing more than the limit (decompression bombs)."""
+
+    def __init__(self, inner: IO[bytes], limit: int) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self.inner.read(len(buffer))
+        except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+            raise ArchiveError(f"Corrupt or truncated compressed stream: {exc}") from None
+        except Exception as exc:  # zstandard.ZstdError has no common base to name here
+            if type(exc).__module__.startswith("zstandard"):
+                raise ArchiveError(f"Corrupt or truncated compressed stream: {exc}") from None
+            raise
+        n = len(data)
+        self.count += n
+        if self.count > self.limit:
+            raise ArchiveError(f"Archive exceeds the decompressed size limit of {self.limit} bytes")
+        buffer[:n] = data
+        return n
+
+
+def _decompressor(stream: _CountingReader) -> tuple[BinaryIO, str]:
+    """Wrap ``stream`` by its magic bytes: gzip, xz, zstd, or plain tar."""
+    buffered = io.BufferedReader(stream, 1 << 16)
+    magic = buffered.peek(6)[:6]
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=buffered, mode="rb"), "gzip"  # type: ignore[return-value]
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(buffered, "rb"), "xz"  # type: ignore[return-value]
+    if magic.startswith(b"\x28\xb5\x2f\xfd"):
+        try:
+            import zstandard
+        except ImportError:
+            raise ArchiveError(
+                "zstd-compressed archive: install the zstandard package (libpyostree[zstd])"
+            ) from None
+        reader: BinaryIO = zstandard.ZstdDecompressor().stream_reader(
+            buffered, read_across_frames=True
+        )
+        return reader, "zstd"
+    return buffered, "tar"
+
+
+# -- member paths ----------------------------------------------------------------------
+
+
+def _safe_name(name: str) -> str:
+    """Member path without ``./``; absolute paths and ``..`` are refused."""
+    if name.startswith("/") or "\\" in name:
+        raise ArchiveError(f"Unsafe path in archive: {name!r:.200}")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise ArchiveError(f"Unsafe path in archive: {name!r:.200}")
+    return "/".join(parts)
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int, what: str) -> bytes:
+    if member.size > limit:
+        raise ArchiveError(f"{what} {member.name!r:.200} is {member.size} bytes, over the limit")
+    f = tar.extractfile(member)
+    if f is None:  # pragma: no cover - regular members always have a file
+        raise ArchiveError(f"Cannot read member {member.name!r:.200}")
+    data = f.read()
+    if len(data) != member.size:
+        raise ArchiveError(f"Archive is truncated inside {member.name!r:.200}")
+    return data
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """What the archive holds for one repository directory (``prefix``)."""
+
+    prefix: str
+    index: int
+    config: bytes | None = None
+    refs: dict[str, Checksum] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    commits: dict[Checksum, Commit] = field(default_factory=dict)
+    dirtrees: dict[Checksum, DirTree] = field(default_factory=dict)
+    dirmetas: set[Checksum] = field(default_factory=set)
+    files: set[Checksum] = field(default_factory=set)
+    commitmeta: set[Checksum] = field(default_factory=set)
+
+    @property
+    def object_count(self) -> int:
+        return (
+            len(self.commits)
+            + len(self.dirtrees)
+            + len(self.dirmetas)
+            + len(self.files)
+            + len(self.commitmeta)
+        )
+
+
+class _Importer:
+    def __init__(
+        self,
+        repo: Repo,
+        limits: ImportLimits,
+        progress: Callable[[ImportProgress], None] | None,
+        pool: Executor,
+    ) -> None:
+        self.repo = repo
+        self.limits = limits
+        self.progress = progress
+        self.pool = pool
+        self.staging = Path(tempfile.mkdtemp(prefix="import-", dir=repo.path / "tmp"))
+        self.candidates: dict[str, _Candidate] = {}
+        self.compose: dict[str, Any] | None = None
+        self.seen: dict[str, bytes] = {}  # member path -> sha256 of its bytes
+        self.pending: list[tuple[str, str]] = []
+        self.futures: list[Future[list[tuple[str, str]]]] = []
+        self.objects = 0
+        self.counter: _CountingReader | None = None
+        self.total: int | None = None
+
+    # -- reading -----------------------------------------------------------------------
+
+    def staged_path(self, prefix: str, checksum: str, objtype: ObjectType) -> Path:
+        index = self.candidate(prefix).index
+        return self.staging / str(index) / checksum[:2] / f"{checksum[2:]}.{objtype.archive_suffix}"
+
+    def candidate(self, prefix: str) -> _Candidate:
+        cand = self.candidates.get(prefix)
+        if cand is None:
+            cand = self.candidates[prefix] = _Candidate(prefix, len(self.candidates))
+        return cand
+
+    def check_duplicate(self, path: str, digest: bytes) -> bool:
+        """True if ``path`` was seen already with the same bytes; error if different."""
+        previous = self.seen.get(path)
+        if previous is None:
+            self.seen[path] = digest
+            return False
+        if previous != digest:
+            raise ArchiveError(f"Duplicate member with different content: {path!r:.200}")
+        return True
+
+    def read(self, source: IO[bytes]) -> None:
+        try:
+            tar = tarfile.open(fileobj=source, mode="r|", bufsize=1 << 16)  # noqa: SIM115
+        except tarfile.ReadError as exc:
+            raise ArchiveError(f"Not a tar archive ({exc})") from None
+        try:
+            for member in _members(tar):
+                self.member(tar, member)
+        except tarfile.ReadError as exc:
+            text = str(exc)
+            if "unexpected end" in text or "truncated" in text:
+                raise ArchiveError(f"Archive is truncated ({text})") from None
+            raise ArchiveError(f"Corrupt tar archive ({text})") from None
+        except EOFError as exc:
+            raise ArchiveError(f"Archive is truncated ({exc})") from None
+        self.flush()
+        self.report()
+
+    def member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        name = _safe_name(member.name)
+        if member.isdir():
+            return
+        if member.issym() or member.islnk():
+            self.link_member(name, member)
+            return
+        if not member.isreg():
+            raise ArchiveError(f"Unsupported member type for {member.name!r:.200} (devices, fifos)")
+        if name == "compose.json":
+            data = _read_member(tar, member, self.limits.max_small_file, "compose.json")
+            if self.check_duplicate(name, hashlib.sha256(data).digest()):
+                return
+            try:
+                compose = json.loads(data)
+            except ValueError as exc:
+                raise ArchiveError(f"compose.json is not valid JSON: {exc}") from None
+            if not isinstance(compose, dict):
+                raise ArchiveError("compose.json is not a JSON object")
+            self.compose = compose
+            return
+        match = _OBJECT_PATH.match(name)
+        if match is not None:
+            self.object_member(tar, member, name, match)
+            return
+        ref_at = name.find("refs/heads/")
+        if ref_at != -1 and (ref_at == 0 or name[ref_at - 1] == "/"):
+            self.ref_member(tar, member, name, name[:ref_at], name[ref_at + len("refs/heads/") :])
+            return
+        if name == "config" or name.endswith("/config"):
+            data = _read_member(tar, member, self.limits.max_small_file, "config")
+            if not self.check_duplicate(name, hashlib.sha256(data).digest()):
+                self.candidate(name[: -len("config")]).config = data
+            return
+        # Anything else (summary, deltas/, state/, other files) is not imported.
+
+    def link_member(self, name: str, member: tarfile.TarInfo) -> None:
+        ref_at = name.find("refs/heads/")
+        if member.issym() and ref_at != -1 and (ref_at == 0 or name[ref_at - 1] == "/"):
+            # A ref alias (`ostree refs --alias`): a relative symlink within refs/heads.
+            alias = name[ref_at + len("refs/heads/") :]
+            target = os.path.normpath(os.path.join(os.path.dirname(alias), member.linkname))
+            if not member.linkname.startswith("/") and not target.startswith(".."):
+                validate_rev(alias)
+                validate_rev(target)
+                self.candidate(name[:ref_at]).aliases[alias] = target
+                return
+        kind = "symlink" if member.issym() else "hardlink"
+        raise ArchiveError(
+            f"Refusing link member {member.name!r:.200} ({kind} to {member.linkname!r:.200})"
+        )
+
+    def ref_member(
+        self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, prefix: str, ref: str
+    ) -> None:
+        data = _read_member(tar, member, self.limits.max_small_file, "ref")
+        if self.check_duplicate(name, hashlib.sha256(data).digest()):
+            return
+        try:
+            validate_rev(ref)
+        except OstreeError as exc:
+            raise ArchiveError(f"Invalid ref in archive: {exc}") from None
+        text = data.decode("ascii", "replace").strip()
+        if not is_checksum(text):
+            raise ArchiveError(f"Ref {ref} in the archive holds {text[:80]!r}, not a checksum")
+        self.candidate(prefix).refs[ref] = Checksum(text)
+
+    def object_member(
+        self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, match: re.Match[str]
+    ) -> None:
+        prefix, suffix = match["prefix"], match["suffix"]
+        checksum = Checksum(match["xx"] + match["rest"])
+        if suffix == "file":
+            raise ArchiveError(
+                f"Found bare-mode object {name!r:.200}: only archive repositories can be imported"
+            )
+        objtype = _SUFFIXES.get(suffix)
+        if objtype is None or objtype is ObjectType.TOMBSTONE_COMMIT:
+            return  # tombstones and unknown files are not imported
+        cand = self.candidate(prefix)
+        target = self.staged_path(prefix, checksum, objtype)
+        if objtype is ObjectType.FILE:
+            self.file_member(tar, member, name, cand, checksum, target)
+            return
+        data = _read_member(tar, member, self.limits.max_metadata_size, "Metadata object")
+        if self.check_duplicate(name, hashlib.sha256(data).digest()):
+            return
+        if objtype is ObjectType.COMMIT_META:
+            try:
+                value = parse_commitmeta(data)
+            except OstreeError as exc:
+                raise CorruptObjectError(f"Invalid detached metadata {name}: {exc}") from None
+            # ostree stores detached metadata normalised; keep normal bytes verbatim.
+            if data and not is_normal_form("a{sv}", data):
+                data = build_commitmeta(value)
+            cand.commitmeta.add(checksum)
+        else:
+            actual = metadata_checksum(data)
+            if actual != checksum:
+                raise CorruptObjectError(
+                    f"Corrupted {objtype.name_str} object {name}: checksum expected={checksum} "
+                    f"actual={actual}",
+                    checksum=checksum,
+                    objtype=objtype.name_str,
+                    expected=checksum,
+                    actual=actual,
+                )
+            try:
+                if objtype is ObjectType.COMMIT:
+                    cand.commits[checksum] = parse_commit(data)
+                elif objtype is ObjectType.DIR_TREE:
+                    cand.dirtrees[checksum] = parse_dirtree(data)
+                else:
+                    parse_dirmeta(data)
+                    cand.dirmetas.add(checksum)
+            except OstreeError as exc:
+                raise CorruptObjectError(
+                    f"Corrupted {objtype.name_str} object {checksum}: {exc}",
+                    checksum=checksum,
+                    objtype=objtype.name_str,
+                ) from None
+        _write(target, data)
+        self.counted()
+
+    def file_member(  # noqa: PLR0917
+        self,
+        tar: tarfile.TarFile,
+        member: tarfile.TarInfo,
+        name: str,
+        cand: _Candidate,
+        checksum: Checksum,
+        target: Path,
+    ) -> None:
+        f = tar.extractfile(member)
+        if f is None:  # pragma: no cover
+            raise ArchiveError(f"Cannot read member {name!r:.200}")
+        digest = hashlib.sha256()
+        tmp = target.with_suffix(".part")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with open(tmp, "wb") as out:
+            while chunk := f.read(min(_CHUNK, member.size - written) or 1):
+                digest.update(chunk)
+                out.write(chunk)
+                written += len(chunk)
+                if written >= member.size:
+                    break
+        if written != member.size:
+            raise ArchiveError(f"Archive is truncated inside {name!r:.200}")
+        if self.check_duplicate(name, digest.digest()):
+            tmp.unlink()
+            return
+        os.replace(tmp, target)
+        cand.files.add(checksum)
+        self.pending.append((str(target), checksum))
+        if len(self.pending) >= _BATCH:
+            self.flush()
+        self.counted()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.futures.append(self.pool.submit(_verify_batch, self.pending.copy()))
+            self.pending.clear()
+
+    def counted(self) -> None:
+        self.objects += 1
+        if self.objects % _PROGRESS_EVERY == 0:
+            self.report()
+
+    def report(self) -> None:
+        if self.progress is not None and self.counter is not None:
+            self.progress(ImportProgress(self.objects, self.counter.count, self.total))
+
+    def verify_content(self) -> None:
+        failures: list[tuple[str, str]] = []
+        for future in self.futures:
+            failures.extend(future.result())
+        if failures:
+            checksum, message = failures[0]
+            extra = len(failures) - 1
+            more = f" (and {extra} more corrupt file objects)" if extra else ""
+            raise CorruptObjectError(
+                f"Corrupted file object {checksum}: {message}{more}",
+                checksum=checksum,
+                objtype="file",
+            )
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    first = True
+    while True:
+        try:
+            member = tar.next()
+        except tarfile.ReadError as exc:
+            if first:
+                raise ArchiveError(f"Not a tar archive ({exc})") from None
+            raise
+        if member is None:
+            return
+        first = False
+        yield member
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _verify_batch(batch: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Worker: re-hash staged ``.filez`` files; return (checksum, problem) for failures."""
+    failures = []
+    for path, checksum in batch:
+        try:
+            actual = filez_file_checksum(path)
+        except OstreeError as exc:
+            failures.append((checksum, str(exc)))
+            continue
+        if actual != checksum:
+            failures.append((checksum, f"checksum expected={checksum} actual={actual}"))
+    return failures
+
+
+# -- deciding --------------------------------------------------------------------------
+
+
+def _choose(importer: _Importer, repo_dir: str | None) -> _Candidate:
+    cands = importer.candidates
+    if repo_dir is not None:
+        prefix = _safe_name(repo_dir)
+        prefix = prefix + "/" if prefix else ""
+        if prefix not in cands:
+            raise ArchiveError(f"No repository at {repo_dir!r} in the archive")
+        return cands[prefix]
+    with_config = [c for c in cands.values() if c.config is not None]
+    if importer.compose is not None and len(with_config) > 1:
+        wanted = importer.compose.get("ostree-commit")
+        with_config = [c for c in with_config if wanted in c.commits]
+    if len(with_config) == 1:
+        return with_config[0]
+    if not with_config:
+        if cands:
+            raise ArchiveError(
+                "The archive has objects but no repository config: "
+                + ", ".join(repr(p or "./") for p in cands)
+            )
+        raise ArchiveError("No OSTree repository (config + objects/) in the archive")
+    raise ArchiveError(
+        "Several repositories in the archive ("
+        + ", ".join(repr(c.prefix or "./") for c in with_config)
+        + "); choose one with repo_dir"
+    )
+
+
+def _check_config(cand: _Candidate) -> None:
+    assert cand.config is not None
+    try:
+        config = KeyFile.parse(cand.config.decode("utf-8"), source=f"{cand.prefix}config")
+    except (UnicodeDecodeError, OstreeError) as exc:
+        raise ArchiveError(f"Invalid repository config in the archive: {exc}") from None
+    mode = config.get("core", "mode", "bare") or "bare"
+    if mode not in KNOWN_MODES:
+        raise ArchiveError(f"Invalid repository mode {mode!r} in the archive")
+    if mode not in ARCHIVE_MODES:
+        raise ArchiveError(
+            f"The archive holds a repository in mode {mode!r}: only archive repositories "
+            "can be imported"
+        )
+
+
+def _apply_compose(importer: _Importer, cand: _Candidate) -> None:
+    compose = importer.compose
+    if compose is None:
+        return
+    ref, commit = compose.get("ref"), compose.get("ostree-commit")
+    if not isinstance(ref, str) or not isinstance(commit, str) or not is_checksum(commit):
+        raise ImportRefusedError("compose.json lacks a valid 'ref' and 'ostree-commit'")
+    try:
+        validate_rev(ref)
+    except OstreeError as exc:
+        raise ImportRefusedError(f"compose.json names an invalid ref: {exc}") from None
+    in_refs = cand.refs.get(ref)
+    if in_refs is not None and in_refs != commit:
+        raise ImportRefusedError(
+            f"compose.json says {ref} is {commit}, but the archive's refs/heads/{ref} holds "
+            f"{in_refs}"
+        )
+    if commit not in cand.commits:
+        raise ImportRefusedError(f"compose.json names commit {commit}, which is not in the archive")
+    cand.refs[ref] = Checksum(commit)
+
+
+class _View:
+    """Objects of the archive candidate layered over the target repository."""
+
+    def __init__(self, cand: _Candidate, repo: Repo) -> None:
+        self.cand = cand
+        self.repo = repo
+
+    def has(self, checksum: str, objtype: ObjectType) -> bool:
+        held: set[Checksum] | dict[Checksum, Any] = {
+            ObjectType.COMMIT: self.cand.commits,
+            ObjectType.DIR_TREE: self.cand.dirtrees,
+            ObjectType.DIR_META: self.cand.dirmetas,
+            ObjectType.FILE: self.cand.files,
+        }[objtype]  # type: ignore[assignment]
+        return checksum in held or self.repo.has_object(checksum, objtype)
+
+    def commit(self, checksum: Checksum) -> Commit | None:
+        if checksum in self.cand.commits:
+            return self.cand.commits[checksum]
+        if self.repo.has_object(checksum, ObjectType.COMMIT):
+            return self.repo.read_commit(checksum)
+        return None
+
+    def dirtree(self, checksum: Checksum) -> DirTree:
+        tree = self.cand.dirtrees.get(checksum)
+        return tree if tree is not None else self.repo.read_dirtree(checksum)
+
+
+def _check_closures(view: _View, require_full_history: bool) -> None:
+    cand = view.cand
+    done_trees: set[str] = set()
+    for csum, commit in cand.commits.items():
+        stack = [(commit.root_dirtree, commit.root_dirmeta)]
+        while stack:
+            tree, meta = stack.pop()
+            if not view.has(meta, ObjectType.DIR_META):
+                raise _incomplete(csum, "dirmeta", meta)
+            if tree in done_trees:
+                continue
+            if not view.has(tree, ObjectType.DIR_TREE):
+                raise _incomplete(csum, "dirtree", tree)
+            done_trees.add(tree)
+            parsed = view.dirtree(tree)
+            for _name, file_csum in parsed.files:
+                if not view.has(file_csum, ObjectType.FILE):
+                    raise _incomplete(csum, "file", file_csum)
+            stack.extend((t, m) for _n, t, m in parsed.dirs)
+        if require_full_history:
+            current: Commit | None = commit
+            while current is not None and current.parent is not None:
+                parent = current.parent
+                current = view.commit(parent)
+                if current is None:
+                    raise ImportRefusedError(
+                        f"History of commit {csum} is incomplete: parent {parent} is neither in "
+                        "the archive nor in the target"
+                    )
+
+
+def _incomplete(commit: str, kind: str, checksum: str) -> ImportRefusedError:
+    return ImportRefusedError(
+        f"Closure of commit {commit} is incomplete: {kind} {checksum} is neither in the "
+        "archive nor in the target"
+    )
+
+
+def _plan_refs(
+    view: _View, ref: str | None, current: dict[str, Checksum]
+) -> tuple[dict[str, Checksum], dict[str, Checksum | None]]:
+    """The refs to set and the values they must still have (compare-and-swap)."""
+    cand = view.cand
+    for name, commit in cand.refs.items():
+        if view.commit(commit) is None:
+            raise ImportRefusedError(
+                f"Ref {name} in the archive points to {commit}, which is neither in the archive "
+                "nor in the target"
+            )
+    if ref is None:
+        wanted = {n: c for n, c in cand.refs.items() if current.get(n) != c}
+        return wanted, {n: current.get(n) for n in wanted}
+    validate_rev(ref)
+    head = cand.refs.get(ref)
+    if head is None:
+        raise ImportRefusedError(
+            f"Ref {ref} is not in the archive (it has: {', '.join(sorted(cand.refs)) or 'none'})"
+        )
+    target_head = current.get(ref)
+    if target_head == head:
+        return {}, {}
+    if target_head is not None and _is_ancestor(view, head, target_head):
+        return {}, {}  # already part of the ref's history: nothing to do
+    # Follow the chain through the archive's commits to its oldest parent.
+    chain = [head]
+    info = view.cand.commits.get(head) or view.commit(head)
+    parent = info.parent if info is not None else None
+    while parent is not None and parent in cand.commits and parent != target_head:
+        chain.append(parent)
+        parent = cand.commits[parent].parent
+    if target_head is None:
+        if parent is not None and view.commit(parent) is None:
+            raise ImportRefusedError(
+                f"Ref {ref} is new, but its commit {head} has a missing parent {parent}"
+            )
+    elif parent != target_head:
+        raise ImportRefusedError(
+            f"Commit {head} does not extend {ref}: the target's head is {target_head}, "
+            f"the archive's chain ends at parent {parent or '(none)'}"
+        )
+    return {ref: head}, {ref: target_head}
+
+
+def _is_ancestor(view: _View, ancestor: str, descendant: str) -> bool:
+    current: Checksum | None = Checksum(descendant)
+    while current is not None:
+        if current == ancestor:
+            return True
+        info = view.commit(current)
+        current = info.parent if info is not None else None
+    return False
+
+
+# -- publishing ------------------------------------------------------------------------
+
+
+def _publish(importer: _Importer, cand: _Candidate) -> tuple[list[Path], int]:
+    """Link staged objects into the target, commits last.  Returns the new paths."""
+    repo = importer.repo
+    added: list[Path] = []
+    present = 0
+    order = [
+        (ObjectType.FILE, cand.files),
+        (ObjectType.DIR_META, cand.dirmetas),
+        (ObjectType.DIR_TREE, set(cand.dirtrees)),
+        (ObjectType.COMMIT_META, cand.commitmeta),
+        (ObjectType.COMMIT, set(cand.commits)),
+    ]
+    try:
+        for objtype, checksums in order:
+            for csum in sorted(checksums):
+                final = repo.object_path(csum, objtype)
+                if objtype is not ObjectType.COMMIT_META and final.exists():
+                    present += 1
+                    continue
+                final.parent.mkdir(exist_ok=True)
+                staged = importer.staged_path(cand.prefix, csum, objtype)
+                os.chmod(staged, 0o644)
+                if objtype is ObjectType.COMMIT_META and final.exists():
+                    continue  # keep the target's detached metadata (it may hold more signatures)
+                try:
+                    os.link(staged, final)
+                except FileExistsError:
+                    present += 1
+                    continue
+                added.append(final)
+    except BaseException:
+        _unlink_all(added)
+        raise
+    return added, present
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in reversed(paths):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def import_archive(
+    repo: Repo,
+    archive: str | os.PathLike[str] | BinaryIO,
+    *,
+    ref: str | None = None,
+    sha256: str | None = None,
+    repo_dir: str | None = None,
+    require_full_history: bool = False,
+    progress: Callable[[ImportProgress], None] | None = None,
+    limits: ImportLimits | None = None,
+    update_summary: bool = True,
+    workers: int | None = None,
+) -> ImportResult:
+    """Import an archive into ``repo``; see the module docstring for the guarantees.
+
+    ``ref=None`` imports every ref and commit ("all"); ``ref=REF`` requires the
+    archive's commits for REF to extend the target's current head of REF.
+    """
+    limits = limits or ImportLimits()
+    if sha256 is not None and not is_checksum(sha256.lower()):
+        raise ArchiveError(f"Invalid sha256 {sha256!r:.80}: need 64 hex digits")
+    if ref is not None:
+        validate_rev(ref)
+    own: IO[bytes] | None = None
+    if isinstance(archive, (str, os.PathLike)):
+        try:
+            own = open(archive, "rb")  # noqa: SIM115 - closed in the finally below
+        except OSError as exc:
+            raise ArchiveError(f"Cannot open archive: {exc}") from None
+        raw: IO[bytes] = own
+    else:
+        raw = archive
+    total: int | None
+    try:
+        total = os.fstat(raw.fileno()).st_size
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        total = None
+    with executor(workers or default_workers(), None) as pool:
+        importer = _Importer(repo, limits, progress, pool)
+        try:
+            counter = _CountingReader(raw, sha256 is not None)
+            importer.counter, importer.total = counter, total
+            stream, _kind = _decompressor(counter)
+            importer.read(_LimitedReader(stream, limits.max_total_size))  # type: ignore[arg-type]
+            counter.drain()
+            if sha256 is not None and counter.digest is not None:
+                actual = counter.digest.hexdigest()
+                if actual != sha256.lower():
+                    raise ArchiveError(f"Archive sha256 mismatch: expected {sha256}, got {actual}")
+            importer.verify_content()
+            cand = _choose(importer, repo_dir)
+            if cand.config is not None:
+                _check_config(cand)
+            _apply_compose(importer, cand)
+            view = _View(cand, repo)
+            _check_closures(view, require_full_history)
+            current = repo.list_refs(remotes=False)
+            to_set, expected = _plan_refs(view, ref, current)
+            added, present = _publish(importer, cand)
+            try:
+                for name, commit in to_set.items():
+                    repo.set_ref(name, commit, expected=expected[name])
+            except RefConflictError as exc:
+                _unlink_all(added)
+                raise ImportRefusedError(f"Ref changed during the import: {exc}") from None
+            except BaseException:
+                _unlink_all(added)
+                raise
+            if ref is None:
+                for alias, target in cand.aliases.items():
+                    if alias not in current and target in cand.refs:
+                        repo.set_alias(alias, target)
+            result = ImportResult(
+                commits=tuple(sorted(cand.commits)),
+                refs=to_set,
+                objects_added=len(added),
+                objects_present=present,
+            )
+            if update_summary and result.changed:
+                regenerate_summary(repo)
+            importer.report()
+            return result
+        finally:
+            shutil.rmtree(importer.staging, ignore_errors=True)
+            if own is not None:
+                own.close()
