@@ -32,16 +32,15 @@ import lzma
 import os
 import re
 import shutil
-import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from ._workers import default_workers, executor, filez_file_checksum
+from ._workers import STREAM_THRESHOLD, default_workers, executor, filez_file_checksum
 from .errors import CorruptObjectError, OstreeError, RefConflictError
 from .gvariant import is_normal_form
 from .keyfile import KeyFile
@@ -51,14 +50,16 @@ from .objects import (
     DirTree,
     ObjectType,
     build_commitmeta,
+    filez_object_checksum,
     metadata_checksum,
     parse_commit,
     parse_commitmeta,
     parse_dirmeta,
     parse_dirtree,
 )
-from .repo import ARCHIVE_MODES, KNOWN_MODES, Repo
+from .repo import ARCHIVE_MODES, KNOWN_MODES, Repo, link_new_file
 from .summary import update_summary as regenerate_summary
+from .tarstream import TarError, TarMember, TarReader
 
 
 class ArchiveError(OstreeError):
@@ -110,6 +111,7 @@ _SUFFIXES = {
     "tombstone-commit": ObjectType.TOMBSTONE_COMMIT,
 }
 _BATCH = 256
+_INFLIGHT_BYTES = 64 * 1024 * 1024
 _PROGRESS_EVERY = 256
 _CHUNK = 1 << 20
 
@@ -205,16 +207,13 @@ def _safe_name(name: str) -> str:
     return "/".join(parts)
 
 
-def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int, what: str) -> bytes:
+def _read_member(tar: TarReader, member: TarMember, limit: int, what: str) -> bytes:
     if member.size > limit:
-        raise ArchiveError(f"{what} {member.name!r:.200} is {member.size} bytes, over the limit")
-    f = tar.extractfile(member)
-    if f is None:  # pragma: no cover - regular members always have a file
-        raise ArchiveError(f"Cannot read member {member.name!r:.200}")
-    data = f.read()
-    if len(data) != member.size:
-        raise ArchiveError(f"Archive is truncated inside {member.name!r:.200}")
-    return data
+        raise ArchiveError(
+            f"{what} {member.name!r:.200} is {member.size} bytes, over the {what.lower()} "
+            f"size limit of {limit}"
+        )
+    return tar.read(member.size)
 
 
 @dataclass(slots=True)
@@ -222,28 +221,25 @@ class _Candidate:
     """What the archive holds for one repository directory (``prefix``)."""
 
     prefix: str
-    index: int
     config: bytes | None = None
     refs: dict[str, Checksum] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     commits: dict[Checksum, Commit] = field(default_factory=dict)
+    commit_bytes: dict[Checksum, bytes] = field(default_factory=dict)
+    commitmeta: dict[Checksum, bytes] = field(default_factory=dict)
     dirtrees: dict[Checksum, DirTree] = field(default_factory=dict)
     dirmetas: set[Checksum] = field(default_factory=set)
     files: set[Checksum] = field(default_factory=set)
-    commitmeta: set[Checksum] = field(default_factory=set)
-
-    @property
-    def object_count(self) -> int:
-        return (
-            len(self.commits)
-            + len(self.dirtrees)
-            + len(self.dirmetas)
-            + len(self.files)
-            + len(self.commitmeta)
-        )
+    written: list[str] = field(default_factory=list)
+    """Objects this import created in the target (removed again if it fails)."""
+    present: int = 0
 
 
 class _Importer:
+    """Reads the tar stream; verified trees and content go straight into the
+    target's ``objects/`` (atomically, never replacing anything), while commits
+    and detached metadata wait in memory until every check has passed."""
+
     def __init__(
         self,
         repo: Repo,
@@ -252,71 +248,76 @@ class _Importer:
         pool: Executor,
     ) -> None:
         self.repo = repo
+        self.objects_dir = str(repo.path / "objects")
+        self.tmpdir = str(repo.path / "tmp")
         self.limits = limits
         self.progress = progress
         self.pool = pool
-        self.staging = Path(tempfile.mkdtemp(prefix="import-", dir=repo.path / "tmp"))
+        self.staging = tempfile.mkdtemp(prefix="import-", dir=self.tmpdir)
         self.candidates: dict[str, _Candidate] = {}
         self.compose: dict[str, Any] | None = None
-        self.seen: dict[str, bytes] = {}  # member path -> sha256 of its bytes
-        self.pending: list[tuple[str, str]] = []
-        self.futures: list[Future[list[tuple[str, str]]]] = []
+        self.seen: dict[str, bytes] = {}  # member path -> its content, or sha256 for objects
+        self.made_dirs: set[str] = set()
+        self.pending: list[tuple[str, bytes | str]] = []
+        self.pending_for: _Candidate | None = None
+        self.inflight: deque[tuple[_Candidate, Future[_BatchResult], list[Any], int]] = deque()
+        self.inflight_bytes = 0
+        self.writer = ThreadPoolExecutor(1)
+        self.writes: deque[tuple[_Candidate, Future[tuple[list[str], int]]]] = deque()
+        self.failures: list[tuple[str, str]] = []
         self.objects = 0
         self.counter: _CountingReader | None = None
         self.total: int | None = None
 
     # -- reading -----------------------------------------------------------------------
 
-    def staged_path(self, prefix: str, checksum: str, objtype: ObjectType) -> Path:
-        index = self.candidate(prefix).index
-        return self.staging / str(index) / checksum[:2] / f"{checksum[2:]}.{objtype.archive_suffix}"
+    def object_dir(self, checksum: str) -> str:
+        directory = f"{self.objects_dir}/{checksum[:2]}"
+        if directory not in self.made_dirs:
+            os.makedirs(directory, exist_ok=True)
+            self.made_dirs.add(directory)
+        return directory
 
     def candidate(self, prefix: str) -> _Candidate:
         cand = self.candidates.get(prefix)
         if cand is None:
-            cand = self.candidates[prefix] = _Candidate(prefix, len(self.candidates))
+            cand = self.candidates[prefix] = _Candidate(prefix)
         return cand
 
-    def check_duplicate(self, path: str, digest: bytes) -> bool:
-        """True if ``path`` was seen already with the same bytes; error if different."""
+    def check_duplicate(self, path: str, data: bytes, *, digest: bool = False) -> bool:
+        """True if member ``path`` was seen before with the same bytes (skip it); an error
+        if with different bytes.  Objects are remembered by their sha256."""
+        key = hashlib.sha256(data).digest() if digest else data
         previous = self.seen.get(path)
         if previous is None:
-            self.seen[path] = digest
+            self.seen[path] = key
             return False
-        if previous != digest:
+        if previous != key:
             raise ArchiveError(f"Duplicate member with different content: {path!r:.200}")
         return True
 
-    def read(self, source: IO[bytes]) -> None:
+    def read(self, source: BinaryIO) -> None:
+        tar = TarReader(source)
         try:
-            tar = tarfile.open(fileobj=source, mode="r|", bufsize=1 << 16)  # noqa: SIM115
-        except tarfile.ReadError as exc:
-            raise ArchiveError(f"Not a tar archive ({exc})") from None
-        try:
-            for member in _members(tar):
+            for member in tar:
                 self.member(tar, member)
-        except tarfile.ReadError as exc:
-            text = str(exc)
-            if "unexpected end" in text or "truncated" in text:
-                raise ArchiveError(f"Archive is truncated ({text})") from None
-            raise ArchiveError(f"Corrupt tar archive ({text})") from None
-        except EOFError as exc:
-            raise ArchiveError(f"Archive is truncated ({exc})") from None
+        except TarError as exc:
+            raise ArchiveError(str(exc)) from None
         self.flush()
         self.report()
 
-    def member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def member(self, tar: TarReader, member: TarMember) -> None:
         name = _safe_name(member.name)
-        if member.isdir():
+        if member.isdir:
             return
-        if member.issym() or member.islnk():
+        if member.issym or member.islnk:
             self.link_member(name, member)
             return
-        if not member.isreg():
+        if not member.isreg:
             raise ArchiveError(f"Unsupported member type for {member.name!r:.200} (devices, fifos)")
         if name == "compose.json":
             data = _read_member(tar, member, self.limits.max_small_file, "compose.json")
-            if self.check_duplicate(name, hashlib.sha256(data).digest()):
+            if self.check_duplicate(name, data):
                 return
             try:
                 compose = json.loads(data)
@@ -336,14 +337,14 @@ class _Importer:
             return
         if name == "config" or name.endswith("/config"):
             data = _read_member(tar, member, self.limits.max_small_file, "config")
-            if not self.check_duplicate(name, hashlib.sha256(data).digest()):
+            if not self.check_duplicate(name, data):
                 self.candidate(name[: -len("config")]).config = data
             return
         # Anything else (summary, deltas/, state/, other files) is not imported.
 
-    def link_member(self, name: str, member: tarfile.TarInfo) -> None:
+    def link_member(self, name: str, member: TarMember) -> None:
         ref_at = name.find("refs/heads/")
-        if member.issym() and ref_at != -1 and (ref_at == 0 or name[ref_at - 1] == "/"):
+        if member.issym and ref_at != -1 and (ref_at == 0 or name[ref_at - 1] == "/"):
             # A ref alias (`ostree refs --alias`): a relative symlink within refs/heads.
             alias = name[ref_at + len("refs/heads/") :]
             target = os.path.normpath(os.path.join(os.path.dirname(alias), member.linkname))
@@ -352,16 +353,16 @@ class _Importer:
                 validate_rev(target)
                 self.candidate(name[:ref_at]).aliases[alias] = target
                 return
-        kind = "symlink" if member.issym() else "hardlink"
+        kind = "symlink" if member.issym else "hardlink"
         raise ArchiveError(
             f"Refusing link member {member.name!r:.200} ({kind} to {member.linkname!r:.200})"
         )
 
     def ref_member(
-        self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, prefix: str, ref: str
+        self, tar: TarReader, member: TarMember, name: str, prefix: str, ref: str
     ) -> None:
         data = _read_member(tar, member, self.limits.max_small_file, "ref")
-        if self.check_duplicate(name, hashlib.sha256(data).digest()):
+        if self.check_duplicate(name, data):
             return
         try:
             validate_rev(ref)
@@ -373,7 +374,7 @@ class _Importer:
         self.candidate(prefix).refs[ref] = Checksum(text)
 
     def object_member(
-        self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, match: re.Match[str]
+        self, tar: TarReader, member: TarMember, name: str, match: re.Match[str]
     ) -> None:
         prefix, suffix = match["prefix"], match["suffix"]
         checksum = Checksum(match["xx"] + match["rest"])
@@ -385,12 +386,11 @@ class _Importer:
         if objtype is None or objtype is ObjectType.TOMBSTONE_COMMIT:
             return  # tombstones and unknown files are not imported
         cand = self.candidate(prefix)
-        target = self.staged_path(prefix, checksum, objtype)
         if objtype is ObjectType.FILE:
-            self.file_member(tar, member, name, cand, checksum, target)
+            self.file_member(tar, member, name, cand, checksum)
             return
-        data = _read_member(tar, member, self.limits.max_metadata_size, "Metadata object")
-        if self.check_duplicate(name, hashlib.sha256(data).digest()):
+        data = _read_member(tar, member, self.limits.max_metadata_size, "Metadata")
+        if self.check_duplicate(name, data, digest=True):
             return
         if objtype is ObjectType.COMMIT_META:
             try:
@@ -400,88 +400,151 @@ class _Importer:
             # ostree stores detached metadata normalised; keep normal bytes verbatim.
             if data and not is_normal_form("a{sv}", data):
                 data = build_commitmeta(value)
-            cand.commitmeta.add(checksum)
+            cand.commitmeta[checksum] = data
+            self.counted()
+            return
+        actual = metadata_checksum(data)
+        if actual != checksum:
+            raise CorruptObjectError(
+                f"Corrupted {objtype.name_str} object {name}: checksum expected={checksum} "
+                f"actual={actual}",
+                checksum=checksum,
+                objtype=objtype.name_str,
+                expected=checksum,
+                actual=actual,
+            )
+        try:
+            if objtype is ObjectType.COMMIT:
+                cand.commits[checksum] = parse_commit(data)
+                cand.commit_bytes[checksum] = data  # written only once all checks pass
+                self.counted()
+                return
+            if objtype is ObjectType.DIR_TREE:
+                cand.dirtrees[checksum] = parse_dirtree(data)
+            else:
+                parse_dirmeta(data)
+                cand.dirmetas.add(checksum)
+        except OstreeError as exc:
+            raise CorruptObjectError(
+                f"Corrupted {objtype.name_str} object {checksum}: {exc}",
+                checksum=checksum,
+                objtype=objtype.name_str,
+            ) from None
+        final = f"{self.object_dir(checksum)}/{checksum[2:]}.{objtype.archive_suffix}"
+        if link_new_file(final, data, self.tmpdir):
+            cand.written.append(final)
         else:
-            actual = metadata_checksum(data)
-            if actual != checksum:
-                raise CorruptObjectError(
-                    f"Corrupted {objtype.name_str} object {name}: checksum expected={checksum} "
-                    f"actual={actual}",
-                    checksum=checksum,
-                    objtype=objtype.name_str,
-                    expected=checksum,
-                    actual=actual,
-                )
-            try:
-                if objtype is ObjectType.COMMIT:
-                    cand.commits[checksum] = parse_commit(data)
-                elif objtype is ObjectType.DIR_TREE:
-                    cand.dirtrees[checksum] = parse_dirtree(data)
-                else:
-                    parse_dirmeta(data)
-                    cand.dirmetas.add(checksum)
-            except OstreeError as exc:
-                raise CorruptObjectError(
-                    f"Corrupted {objtype.name_str} object {checksum}: {exc}",
-                    checksum=checksum,
-                    objtype=objtype.name_str,
-                ) from None
-        _write(target, data)
+            cand.present += 1
         self.counted()
 
-    def file_member(  # noqa: PLR0917
+    def file_member(
         self,
-        tar: tarfile.TarFile,
-        member: tarfile.TarInfo,
+        tar: TarReader,
+        member: TarMember,
         name: str,
         cand: _Candidate,
         checksum: Checksum,
-        target: Path,
     ) -> None:
-        f = tar.extractfile(member)
-        if f is None:  # pragma: no cover
-            raise ArchiveError(f"Cannot read member {name!r:.200}")
-        digest = hashlib.sha256()
-        tmp = target.with_suffix(".part")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        written = 0
-        with open(tmp, "wb") as out:
-            while chunk := f.read(min(_CHUNK, member.size - written) or 1):
-                digest.update(chunk)
-                out.write(chunk)
-                written += len(chunk)
-                if written >= member.size:
-                    break
-        if written != member.size:
-            raise ArchiveError(f"Archive is truncated inside {name!r:.200}")
-        if self.check_duplicate(name, digest.digest()):
-            tmp.unlink()
-            return
-        os.replace(tmp, target)
+        f = tar
+        self.object_dir(checksum)
+        item: bytes | str
+        if member.size <= STREAM_THRESHOLD:
+            # Handed to a worker in memory: it verifies, then links the object in.
+            item = f.read(member.size)
+            if len(item) != member.size:
+                raise ArchiveError(f"Archive is truncated inside {name!r:.200}")
+            if self.check_duplicate(name, item, digest=True):
+                return
+        else:
+            # Large: copied to the staging dir in chunks, verified from there.
+            item = f"{self.staging}/{checksum}.filez"
+            digest = hashlib.sha256()
+            written = 0
+            with open(item, "wb") as out:
+                while written < member.size:
+                    chunk = f.read(min(_CHUNK, member.size - written))
+                    if not chunk:
+                        break
+                    digest.update(chunk)
+                    out.write(chunk)
+                    written += len(chunk)
+            if written != member.size:
+                raise ArchiveError(f"Archive is truncated inside {name!r:.200}")
+            previous = self.seen.setdefault(name, digest.digest())
+            if previous != digest.digest():
+                raise ArchiveError(f"Duplicate member with different content: {name!r:.200}")
+            if checksum in cand.files:
+                os.unlink(item)
+                return
         cand.files.add(checksum)
-        self.pending.append((str(target), checksum))
+        if self.pending_for is not cand:
+            self.flush()
+            self.pending_for = cand
+        self.pending.append((checksum, item))
         if len(self.pending) >= _BATCH:
             self.flush()
         self.counted()
 
     def flush(self) -> None:
-        if self.pending:
-            self.futures.append(self.pool.submit(_verify_batch, self.pending.copy()))
-            self.pending.clear()
+        """Send the pending batch to a worker for verification.  The main process
+        keeps the bytes and writes them itself once verified: one writing process
+        avoids the filesystem contention of several (measured: parallel creators
+        made each file creation several times slower here)."""
+        if self.pending and self.pending_for is not None:
+            future = self.pool.submit(_verify_batch, self.objects_dir, self.pending)
+            size = sum(len(item) for _c, item in self.pending if isinstance(item, bytes))
+            self.inflight.append((self.pending_for, future, self.pending, size))
+            self.inflight_bytes += size
+            self.pending = []
+        self.write_verified(block=False)
 
-    def counted(self) -> None:
-        self.objects += 1
-        if self.objects % _PROGRESS_EVERY == 0:
-            self.report()
+    def write_verified(self, *, block: bool) -> None:
+        """Write the batches whose verification finished, oldest first; wait when the
+        bytes held in memory exceed the window (or when ``block``)."""
+        while self.inflight:
+            cand, future, batch, size = self.inflight[0]
+            window_full = self.inflight_bytes > _INFLIGHT_BYTES or len(self.inflight) > 8
+            if not (block or window_full or future.done()):
+                return
+            self.inflight.popleft()
+            self.inflight_bytes -= size
+            try:
+                result = future.result()
+            except Exception as exc:  # a worker died: fail the import
+                self.failures.append(("(worker)", f"verification failed: {exc}"))
+                continue
+            cand.written.extend(result.written)
+            cand.present += result.present
+            self.failures.extend(result.failures)
+            if self.failures:
+                continue  # the import will fail: write nothing more
+            items = [
+                (f"{self.objects_dir}/{c[:2]}/{c[2:]}.filez", item)
+                for c, item in batch
+                if isinstance(item, bytes)  # large files were linked by the worker
+            ]
+            # One writer thread: the syscalls release the GIL, so writing overlaps
+            # with reading the tar, and a single writer avoids filesystem contention.
+            self.writes.append((cand, self.writer.submit(_write_batch, items, self.tmpdir)))
+            while len(self.writes) > 8 or (block and self.writes):
+                self.finish_write()
 
-    def report(self) -> None:
-        if self.progress is not None and self.counter is not None:
-            self.progress(ImportProgress(self.objects, self.counter.count, self.total))
+    def finish_write(self) -> None:
+        cand, future = self.writes.popleft()
+        written, present = future.result()  # a write error fails the import
+        cand.written.extend(written)
+        cand.present += present
+
+    def collect(self) -> list[tuple[str, str]]:
+        """Wait for all verification; write what passed; return the failures."""
+        self.flush()
+        self.write_verified(block=True)
+        while self.writes:
+            self.finish_write()
+        return self.failures
 
     def verify_content(self) -> None:
-        failures: list[tuple[str, str]] = []
-        for future in self.futures:
-            failures.extend(future.result())
+        failures = self.collect()
         if failures:
             checksum, message = failures[0]
             extra = len(failures) - 1
@@ -492,40 +555,73 @@ class _Importer:
                 objtype="file",
             )
 
+    def rollback(self) -> None:
+        """Remove every object this import created (after the workers have stopped)."""
+        self.failures.append(("", "import failed"))  # makes collect() write nothing more
+        with contextlib.suppress(Exception):
+            self.write_verified(block=True)
+        while self.writes:
+            with contextlib.suppress(Exception):
+                self.finish_write()
+        for cand in self.candidates.values():
+            _unlink_all(cand.written)
+            cand.written.clear()
 
-def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    first = True
-    while True:
+    def counted(self) -> None:
+        self.objects += 1
+        if self.objects % _PROGRESS_EVERY == 0:
+            self.report()
+
+    def report(self) -> None:
+        if self.progress is not None and self.counter is not None:
+            self.progress(ImportProgress(self.objects, self.counter.count, self.total))
+
+
+def _write_batch(items: list[tuple[str, bytes]], tmpdir: str) -> tuple[list[str], int]:
+    written: list[str] = []
+    present = 0
+    for final, data in items:
+        if link_new_file(final, data, tmpdir):
+            written.append(final)
+        else:
+            present += 1
+    return written, present
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchResult:
+    written: list[str]
+    present: int
+    failures: list[tuple[str, str]]
+
+
+def _verify_batch(objects_dir: str, batch: list[tuple[str, bytes | str]]) -> _BatchResult:
+    """Worker: re-hash each ``.filez``, given as bytes (the caller writes those once
+    verified) or as a staged path (large files, linked in here)."""
+    written: list[str] = []
+    present = 0
+    failures: list[tuple[str, str]] = []
+    for checksum, item in batch:
         try:
-            member = tar.next()
-        except tarfile.ReadError as exc:
-            if first:
-                raise ArchiveError(f"Not a tar archive ({exc})") from None
-            raise
-        if member is None:
-            return
-        first = False
-        yield member
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def _verify_batch(batch: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Worker: re-hash staged ``.filez`` files; return (checksum, problem) for failures."""
-    failures = []
-    for path, checksum in batch:
-        try:
-            actual = filez_file_checksum(path)
+            if isinstance(item, bytes):
+                actual: str = filez_object_checksum(item)
+            else:
+                actual = filez_file_checksum(item)
         except OstreeError as exc:
             failures.append((checksum, str(exc)))
             continue
         if actual != checksum:
             failures.append((checksum, f"checksum expected={checksum} actual={actual}"))
-    return failures
+            continue
+        if isinstance(item, str) and not failures:
+            final = f"{objects_dir}/{checksum[:2]}/{checksum[2:]}.filez"
+            try:
+                os.link(item, final)
+                written.append(final)
+            except FileExistsError:
+                present += 1
+            os.unlink(item)
+    return _BatchResult(written, present, failures)
 
 
 # -- deciding --------------------------------------------------------------------------
@@ -721,46 +817,26 @@ def _is_ancestor(view: _View, ancestor: str, descendant: str) -> bool:
 # -- publishing ------------------------------------------------------------------------
 
 
-def _publish(importer: _Importer, cand: _Candidate) -> tuple[list[Path], int]:
-    """Link staged objects into the target, commits last.  Returns the new paths."""
-    repo = importer.repo
-    added: list[Path] = []
-    present = 0
-    order = [
-        (ObjectType.FILE, cand.files),
-        (ObjectType.DIR_META, cand.dirmetas),
-        (ObjectType.DIR_TREE, set(cand.dirtrees)),
-        (ObjectType.COMMIT_META, cand.commitmeta),
-        (ObjectType.COMMIT, set(cand.commits)),
-    ]
-    try:
-        for objtype, checksums in order:
-            for csum in sorted(checksums):
-                final = repo.object_path(csum, objtype)
-                if objtype is not ObjectType.COMMIT_META and final.exists():
-                    present += 1
-                    continue
-                final.parent.mkdir(exist_ok=True)
-                staged = importer.staged_path(cand.prefix, csum, objtype)
-                os.chmod(staged, 0o644)
-                if objtype is ObjectType.COMMIT_META and final.exists():
-                    continue  # keep the target's detached metadata (it may hold more signatures)
-                try:
-                    os.link(staged, final)
-                except FileExistsError:
-                    present += 1
-                    continue
-                added.append(final)
-    except BaseException:
-        _unlink_all(added)
-        raise
-    return added, present
+def _publish_commits(importer: _Importer, cand: _Candidate) -> None:
+    """Write detached metadata, then the commits: the last objects to appear."""
+    for checksum, data in sorted(cand.commitmeta.items()):
+        final = f"{importer.object_dir(checksum)}/{checksum[2:]}.commitmeta"
+        if os.path.exists(final):
+            continue  # keep the target's detached metadata (it may hold more signatures)
+        if link_new_file(final, data, importer.tmpdir):
+            cand.written.append(final)
+    for checksum, data in sorted(cand.commit_bytes.items()):
+        final = f"{importer.object_dir(checksum)}/{checksum[2:]}.commit"
+        if link_new_file(final, data, importer.tmpdir):
+            cand.written.append(final)
+        else:
+            cand.present += 1
 
 
-def _unlink_all(paths: list[Path]) -> None:
+def _unlink_all(paths: list[str]) -> None:
     for path in reversed(paths):
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            os.unlink(path)
 
 
 def import_archive(
@@ -802,6 +878,7 @@ def import_archive(
         total = None
     with executor(workers or default_workers(), None) as pool:
         importer = _Importer(repo, limits, progress, pool)
+        done = False
         try:
             counter = _CountingReader(raw, sha256 is not None)
             importer.counter, importer.total = counter, total
@@ -814,6 +891,10 @@ def import_archive(
                     raise ArchiveError(f"Archive sha256 mismatch: expected {sha256}, got {actual}")
             importer.verify_content()
             cand = _choose(importer, repo_dir)
+            for other in importer.candidates.values():
+                if other is not cand:  # objects of repositories we do not import
+                    _unlink_all(other.written)
+                    other.written.clear()
             if cand.config is not None:
                 _check_config(cand)
             _apply_compose(importer, cand)
@@ -821,16 +902,12 @@ def import_archive(
             _check_closures(view, require_full_history)
             current = repo.list_refs(remotes=False)
             to_set, expected = _plan_refs(view, ref, current)
-            added, present = _publish(importer, cand)
+            _publish_commits(importer, cand)
             try:
                 for name, commit in to_set.items():
                     repo.set_ref(name, commit, expected=expected[name])
             except RefConflictError as exc:
-                _unlink_all(added)
                 raise ImportRefusedError(f"Ref changed during the import: {exc}") from None
-            except BaseException:
-                _unlink_all(added)
-                raise
             if ref is None:
                 for alias, target in cand.aliases.items():
                     if alias not in current and target in cand.refs:
@@ -838,14 +915,18 @@ def import_archive(
             result = ImportResult(
                 commits=tuple(sorted(cand.commits)),
                 refs=to_set,
-                objects_added=len(added),
-                objects_present=present,
+                objects_added=len(cand.written),
+                objects_present=cand.present,
             )
-            if update_summary and result.changed:
-                regenerate_summary(repo)
-            importer.report()
-            return result
+            done = True
         finally:
+            if not done:
+                importer.rollback()
+            importer.writer.shutdown(wait=True)
             shutil.rmtree(importer.staging, ignore_errors=True)
             if own is not None:
                 own.close()
+    if update_summary and result.changed:
+        regenerate_summary(repo)
+    importer.report()
+    return result
