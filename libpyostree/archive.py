@@ -32,6 +32,7 @@ import lzma
 import os
 import re
 import shutil
+import stat
 import tempfile
 import zlib
 from collections import deque
@@ -172,6 +173,46 @@ class _LimitedReader(io.RawIOBase):
         return n
 
 
+class _ZstdReader(io.RawIOBase):
+    """zstd frames one after another; unlike ``stream_reader`` it reports a frame that
+    ends early instead of returning a short stream."""
+
+    def __init__(self, raw: BinaryIO, zstandard: Any) -> None:
+        self.raw = raw
+        self.zstandard = zstandard
+        self.dobj = zstandard.ZstdDecompressor().decompressobj()
+        self.buffer = b""
+        self.started = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.buffer:
+            chunk = self.raw.read(1 << 16)
+            if not chunk:
+                if self.started and not self.dobj.eof:
+                    raise ArchiveError(
+                        "Corrupt or truncated compressed stream (zstd frame ends early)"
+                    )
+                return 0
+            try:
+                if self.dobj.eof:  # the next frame
+                    self.dobj = self.zstandard.ZstdDecompressor().decompressobj()
+                self.started = True
+                self.buffer = self.dobj.decompress(chunk)
+                while self.dobj.eof and self.dobj.unused_data:
+                    rest = self.dobj.unused_data
+                    self.dobj = self.zstandard.ZstdDecompressor().decompressobj()
+                    self.buffer += self.dobj.decompress(rest)
+            except self.zstandard.ZstdError as exc:
+                raise ArchiveError(f"Corrupt or truncated compressed stream: {exc}") from None
+        n = min(len(buffer), len(self.buffer))
+        buffer[:n] = self.buffer[:n]
+        self.buffer = self.buffer[n:]
+        return n
+
+
 def _decompressor(stream: _CountingReader) -> tuple[BinaryIO, str]:
     """Wrap ``stream`` by its magic bytes: gzip, xz, zstd, or plain tar."""
     buffered = io.BufferedReader(stream, 1 << 16)
@@ -187,10 +228,7 @@ def _decompressor(stream: _CountingReader) -> tuple[BinaryIO, str]:
             raise ArchiveError(
                 "zstd-compressed archive: install the zstandard package (libpyostree[zstd])"
             ) from None
-        reader: BinaryIO = zstandard.ZstdDecompressor().stream_reader(
-            buffered, read_across_frames=True
-        )
-        return reader, "zstd"
+        return io.BufferedReader(_ZstdReader(buffered, zstandard)), "zstd"
     return buffered, "tar"
 
 
@@ -351,7 +389,8 @@ class _Importer:
             if not member.linkname.startswith("/") and not target.startswith(".."):
                 validate_rev(alias)
                 validate_rev(target)
-                self.candidate(name[:ref_at]).aliases[alias] = target
+                if not self.check_duplicate(name, b"\0symlink:" + target.encode()):
+                    self.candidate(name[:ref_at]).aliases[alias] = target
                 return
         kind = "symlink" if member.issym else "hardlink"
         raise ArchiveError(
@@ -683,6 +722,11 @@ def _apply_compose(importer: _Importer, cand: _Candidate) -> None:
     except OstreeError as exc:
         raise ImportRefusedError(f"compose.json names an invalid ref: {exc}") from None
     in_refs = cand.refs.get(ref)
+    if in_refs is None and cand.refs:
+        raise ImportRefusedError(
+            f"compose.json names ref {ref}, but the archive's repository has "
+            f"{', '.join(sorted(cand.refs))}"
+        )
     if in_refs is not None and in_refs != commit:
         raise ImportRefusedError(
             f"compose.json says {ref} is {commit}, but the archive's refs/heads/{ref} holds "
@@ -771,7 +815,12 @@ def _plan_refs(
                 "nor in the target"
             )
     if ref is None:
-        wanted = {n: c for n, c in cand.refs.items() if current.get(n) != c}
+        wanted: dict[str, Checksum] = {}
+        for name, commit in cand.refs.items():
+            now = current.get(name)
+            if now == commit or (now is not None and _is_ancestor(view, commit, now)):
+                continue  # already there, or older than the target's head: never move back
+            wanted[name] = commit
         return wanted, {n: current.get(n) for n in wanted}
     validate_rev(ref)
     head = cand.refs.get(ref)
@@ -815,6 +864,24 @@ def _is_ancestor(view: _View, ancestor: str, descendant: str) -> bool:
 
 
 # -- publishing ------------------------------------------------------------------------
+
+
+def _move_refs(
+    repo: Repo, to_set: dict[str, Checksum], expected: dict[str, Checksum | None]
+) -> None:
+    """Move every ref by compare-and-swap; if one fails, put back those already moved."""
+    moved: list[str] = []
+    try:
+        for name, commit in to_set.items():
+            repo.set_ref(name, commit, expected=expected[name])
+            moved.append(name)
+    except BaseException as exc:
+        for name in reversed(moved):
+            with contextlib.suppress(OstreeError, OSError):
+                repo.set_ref(name, expected[name], expected=to_set[name])
+        if isinstance(exc, RefConflictError):
+            raise ImportRefusedError(f"Ref changed during the import: {exc}") from None
+        raise
 
 
 def _publish_commits(importer: _Importer, cand: _Candidate) -> None:
@@ -873,7 +940,8 @@ def import_archive(
         raw = archive
     total: int | None
     try:
-        total = os.fstat(raw.fileno()).st_size
+        st = os.fstat(raw.fileno())
+        total = st.st_size if stat.S_ISREG(st.st_mode) else None
     except (OSError, AttributeError, io.UnsupportedOperation):
         total = None
     with executor(workers or default_workers(), None) as pool:
@@ -883,7 +951,10 @@ def import_archive(
             counter = _CountingReader(raw, sha256 is not None)
             importer.counter, importer.total = counter, total
             stream, _kind = _decompressor(counter)
-            importer.read(_LimitedReader(stream, limits.max_total_size))  # type: ignore[arg-type]
+            limited = _LimitedReader(stream, limits.max_total_size)
+            importer.read(limited)  # type: ignore[arg-type]
+            while limited.read(_CHUNK):  # to the end: checks the compressor's own trailer
+                pass
             counter.drain()
             if sha256 is not None and counter.digest is not None:
                 actual = counter.digest.hexdigest()
@@ -902,12 +973,15 @@ def import_archive(
             _check_closures(view, require_full_history)
             current = repo.list_refs(remotes=False)
             to_set, expected = _plan_refs(view, ref, current)
+            for name in to_set:
+                alias_of = repo.ref_alias_target(name) if name in current else None
+                if alias_of is not None:
+                    raise ImportRefusedError(
+                        f"Ref {name} is an alias of {alias_of} in the target; import into "
+                        f"{alias_of} instead"
+                    )
             _publish_commits(importer, cand)
-            try:
-                for name, commit in to_set.items():
-                    repo.set_ref(name, commit, expected=expected[name])
-            except RefConflictError as exc:
-                raise ImportRefusedError(f"Ref changed during the import: {exc}") from None
+            _move_refs(repo, to_set, expected)
             if ref is None:
                 for alias, target in cand.aliases.items():
                     if alias not in current and target in cand.refs:

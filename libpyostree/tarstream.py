@@ -141,7 +141,10 @@ class TarReader:
         self.position += BLOCK
         if block == _ZERO_BLOCK:
             return None
-        stored = _octal(block[148:156], "checksum")
+        try:
+            stored = _octal(block[148:156], "checksum")
+        except TarError:
+            stored = -1
         computed = sum(block) - sum(block[148:156]) + 8 * 0x20
         if stored != computed:
             if self.position == BLOCK:
