@@ -20,7 +20,7 @@ import os
 import shutil
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -233,7 +233,7 @@ def empty_target(tmp_path: Path) -> Path:
 
 def members_tar(
     tmp_path: Path,
-    members: Iterator[Member] | list[Member] | tuple[Member, ...],
+    members: Iterable[Member],
     name: str = "archive.tar",
     **kw: Any,
 ) -> Path:
