@@ -248,6 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="corpus directory (holds repo/): used as is if complete, else built there;"
         " default benchmarks/.corpus/{base,large}",
     )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=60,
+        help="seconds to wait after a sync before the first run (default 60; see main())",
+    )
     parser.add_argument("--ostree", default=shutil.which("ostree") or "/usr/bin/ostree")
     parser.add_argument("--pyostree", type=Path, help="pyostree executable (default: the venv's)")
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
@@ -281,6 +287,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"runs: {args.warmup} warm-up + {args.runs} counted of each, alternating\n"
     )
 
+    # On ext4 without a journal (this VM) the inode allocator skips, one by one, inodes
+    # freed in the last 60 s (300 s while their inode table block is dirty), so an earlier
+    # mass deletion (the end of the previous invocation, a test run) slows file creation
+    # in the first runs: sync, then let those deletions age.
+    if args.settle > 0:
+        print(f"settling: sync, then {args.settle:.0f} s for recent deletions to age", flush=True)
+        os.sync()
+        time.sleep(args.settle)
     work = Path(tempfile.mkdtemp(prefix="bench-import-", dir=dest))
     counted: dict[str, list[Result]] = {"A": [], "B": []}
     everything: list[Result] = []

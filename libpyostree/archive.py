@@ -112,7 +112,7 @@ _SUFFIXES = {
     "tombstone-commit": ObjectType.TOMBSTONE_COMMIT,
 }
 _BATCH = 256
-_INFLIGHT_BYTES = 64 * 1024 * 1024
+_INFLIGHT_BYTES = 32 * 1024 * 1024
 _PROGRESS_EVERY = 256
 _CHUNK = 1 << 20
 
@@ -245,6 +245,15 @@ def _safe_name(name: str) -> str:
     return "/".join(parts)
 
 
+def _object_key(match: re.Match[str]) -> bytes:
+    """A short, unique key for an object member: its binary name, suffix and directory."""
+    return (
+        bytes.fromhex(match["xx"] + match["rest"])
+        + match["suffix"].encode()
+        + match["prefix"].encode()
+    )
+
+
 def _read_member(tar: TarReader, member: TarMember, limit: int, what: str) -> bytes:
     if member.size > limit:
         raise ArchiveError(
@@ -294,7 +303,7 @@ class _Importer:
         self.staging = tempfile.mkdtemp(prefix="import-", dir=self.tmpdir)
         self.candidates: dict[str, _Candidate] = {}
         self.compose: dict[str, Any] | None = None
-        self.seen: dict[str, bytes] = {}  # member path -> its content, or sha256 for objects
+        self.seen: dict[str | bytes, bytes] = {}  # member -> content, or digest for objects
         self.made_dirs: set[str] = set()
         self.pending: list[tuple[str, bytes | str]] = []
         self.pending_for: _Candidate | None = None
@@ -322,10 +331,12 @@ class _Importer:
             cand = self.candidates[prefix] = _Candidate(prefix)
         return cand
 
-    def check_duplicate(self, path: str, data: bytes, *, digest: bool = False) -> bool:
+    def check_duplicate(self, path: str | bytes, data: bytes, *, digest: bool = False) -> bool:
         """True if member ``path`` was seen before with the same bytes (skip it); an error
         if with different bytes.  Objects are remembered by their sha256."""
-        key = hashlib.sha256(data).digest() if digest else data
+        # Objects are remembered by a 16-byte digest under a compact key (see
+        # _object_key): 100k+ members must not cost 100k+ long path strings.
+        key = hashlib.sha256(data).digest()[:16] if digest else data
         previous = self.seen.get(path)
         if previous is None:
             self.seen[path] = key
@@ -426,10 +437,10 @@ class _Importer:
             return  # tombstones and unknown files are not imported
         cand = self.candidate(prefix)
         if objtype is ObjectType.FILE:
-            self.file_member(tar, member, name, cand, checksum)
+            self.file_member(tar, member, name, cand, checksum, _object_key(match))
             return
         data = _read_member(tar, member, self.limits.max_metadata_size, "Metadata")
-        if self.check_duplicate(name, data, digest=True):
+        if self.check_duplicate(_object_key(match), data, digest=True):
             return
         if objtype is ObjectType.COMMIT_META:
             try:
@@ -476,13 +487,14 @@ class _Importer:
             cand.present += 1
         self.counted()
 
-    def file_member(
+    def file_member(  # noqa: PLR0917
         self,
         tar: TarReader,
         member: TarMember,
         name: str,
         cand: _Candidate,
         checksum: Checksum,
+        key: bytes,
     ) -> None:
         f = tar
         self.object_dir(checksum)
@@ -492,7 +504,7 @@ class _Importer:
             item = f.read(member.size)
             if len(item) != member.size:
                 raise ArchiveError(f"Archive is truncated inside {name!r:.200}")
-            if self.check_duplicate(name, item, digest=True):
+            if self.check_duplicate(key, item, digest=True):
                 return
         else:
             # Large: copied to the staging dir in chunks, verified from there.
@@ -509,8 +521,8 @@ class _Importer:
                     written += len(chunk)
             if written != member.size:
                 raise ArchiveError(f"Archive is truncated inside {name!r:.200}")
-            previous = self.seen.setdefault(name, digest.digest())
-            if previous != digest.digest():
+            previous = self.seen.setdefault(key, digest.digest()[:16])
+            if previous != digest.digest()[:16]:
                 raise ArchiveError(f"Duplicate member with different content: {name!r:.200}")
             if checksum in cand.files:
                 os.unlink(item)
@@ -565,7 +577,7 @@ class _Importer:
             # One writer thread: the syscalls release the GIL, so writing overlaps
             # with reading the tar, and a single writer avoids filesystem contention.
             self.writes.append((cand, self.writer.submit(_write_batch, items, self.tmpdir)))
-            while len(self.writes) > 8 or (block and self.writes):
+            while len(self.writes) > 4 or (block and self.writes):
                 self.finish_write()
 
     def finish_write(self) -> None:
