@@ -18,11 +18,12 @@ next to it (``commit.tar`` + ``commit.tar.stamp``, rebuilt when the corpus chang
 Runs alternate A, B, A, B, ... after one uncounted warm-up of each (page cache), and every
 run starts from fresh, empty directories on the corpus's file system, all deleted only at
 the end (see the comment in :func:`main` for why).  The ratio is ``median(A) / median(B)``
-(target <= 0.8).  Peak memory of A uses :func:`bench_fsck.measure`: the kernel's
-``ru_maxrss`` of that child (``os.wait4``) and the sampled peak of the summed RSS of its
-process tree (the import verifies content in worker processes); the RSS verdict (target
-300 MB with ``--large``) uses the larger.  The disk the import needs beyond the archive is
-sampled with ``statvfs`` (free space) and printed next to the size of the imported objects.
+(target <= 0.8).  Peak memory of A is measured as :func:`bench_fsck.measure` does: the
+kernel's ``ru_maxrss`` of that child (``os.wait4``) and the sampled peak of the summed RSS
+of its process tree (the import verifies content in worker processes); the RSS verdict
+(target 300 MB with ``--large``) uses the larger.  The summed PSS is printed too.  The
+disk the import needs beyond the archive is sampled with ``statvfs`` (free space) and
+printed next to the size of the imported objects.
 
 Exit status 0 whatever the figures (this measures, it does not gate); 1 if a command
 failed or the two results differ; 2 if a tool is missing.
@@ -132,10 +133,49 @@ class FreeSpaceSampler:
 # ------------------------------------------------------------------------------ a run
 
 
+class TreePssSampler(bench_fsck.TreeRssSampler):
+    """Like :class:`bench_fsck.TreeRssSampler`, summing PSS instead of RSS: forked workers
+    share the parent's pages copy-on-write, which a sum of RSS counts once per process."""
+
+    def _rss(self, pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+                for line in f:
+                    if line.startswith(b"Pss:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, IndexError, ValueError):
+            pass
+        return 0  # exited (or a zombie) between scan and read
+
+
+def measure(tool: str, cmd: Sequence[str]) -> tuple[bench_fsck.Run, int]:
+    """:func:`bench_fsck.measure` plus the peak summed PSS of the process tree."""
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        with bench_fsck.TreeRssSampler(proc.pid) as rss, TreePssSampler(proc.pid) as pss:
+            _pid, status, usage = os.wait4(proc.pid, 0)
+            seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        tail = out.read()[-2000:].decode(errors="replace")
+    run = bench_fsck.Run(
+        tool=tool,
+        seconds=seconds,
+        maxrss_bytes=usage.ru_maxrss * 1024,
+        tree_rss_bytes=rss.peak_bytes,
+        processes=rss.peak_processes,
+        returncode=proc.returncode,
+        output_tail=tail,
+    )
+    return run, pss.peak_bytes
+
+
 @dataclass
 class Step:
     cmd: list[str]
     run: bench_fsck.Run
+    tree_pss_bytes: int = 0
 
 
 @dataclass
@@ -163,8 +203,8 @@ class Result:
 
 
 def _step(result: Result, name: str, cmd: list[str]) -> bool:
-    run = bench_fsck.measure(name, cmd)
-    result.steps.append(Step(cmd, run))
+    run, pss = measure(name, cmd)
+    result.steps.append(Step(cmd, run, pss))
     if run.returncode != 0:
         print(f"\n!! {' '.join(cmd)} exited with status {run.returncode}; output tail:")
         print("   " + run.output_tail.strip().replace("\n", "\n   "))
@@ -251,8 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--settle",
         type=float,
-        default=60,
-        help="seconds to wait after a sync before the first run (default 60; see main())",
+        default=300,
+        help="seconds to wait after a sync before the first run (default 300; see main())",
     )
     parser.add_argument("--ostree", default=shutil.which("ostree") or "/usr/bin/ostree")
     parser.add_argument("--pyostree", type=Path, help="pyostree executable (default: the venv's)")
@@ -288,9 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     # On ext4 without a journal (this VM) the inode allocator skips, one by one, inodes
-    # freed in the last 60 s (300 s while their inode table block is dirty), so an earlier
-    # mass deletion (the end of the previous invocation, a test run) slows file creation
-    # in the first runs: sync, then let those deletions age.
+    # freed in the last 60 s, or 300 s while their inode table block is dirty, which the
+    # runs' own allocations make it.  An earlier mass deletion (the end of the previous
+    # invocation, a test run) thus slows file creation in the first runs (measured on the
+    # large corpus after a 60 s wait: 62 s and 56 s, then 20 s and 21 s for the same
+    # import): sync, then let those deletions age.
     if args.settle > 0:
         print(f"settling: sync, then {args.settle:.0f} s for recent deletions to age", flush=True)
         os.sync()
@@ -349,11 +391,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     maxrss_a = max(max(s.run.maxrss_bytes for s in r.steps) for r in counted["A"])
     tree_a = max(max(s.run.tree_rss_bytes for s in r.steps) for r in counted["A"])
     procs_a = max(max(s.run.processes for s in r.steps) for r in counted["A"])
+    pss_a = max(max(s.tree_pss_bytes for s in r.steps) for r in counted["A"])
     verdict = ("ok" if peak_a <= RSS_TARGET_BYTES else "OVER") if args.large else "n/a: not --large"
     print(
         f"peak RSS A = {_mb(peak_a)} (maxrss {_mb(maxrss_a)}, tree RSS {_mb(tree_a)} over "
         f"{procs_a} processes; target <= {_mb(RSS_TARGET_BYTES)}: {verdict})"
     )
+    print(f"peak PSS A = {_mb(pss_a)} (tree PSS: pages shared by the forked workers counted once)")
     print(f"peak RSS B = {_mb(max(r.peak_bytes for r in counted['B']))} (largest step)")
     disk_a = max(r.disk_peak_bytes for r in counted["A"])
     disk_b = max(r.disk_peak_bytes for r in counted["B"])
@@ -375,12 +419,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "medians": med,
             "ratio": ratio,
             "peak_rss_import": peak_a,
+            "peak_pss_import": pss_a,
             "runs": [
                 {
                     "tool": r.tool,
                     "seconds": r.seconds,
                     "disk_peak_bytes": r.disk_peak_bytes,
-                    "steps": [{"cmd": s.cmd, **asdict(s.run)} for s in r.steps],
+                    "steps": [
+                        {"cmd": s.cmd, "tree_pss_bytes": s.tree_pss_bytes, **asdict(s.run)}
+                        for s in r.steps
+                    ],
                 }
                 for r in everything
             ],

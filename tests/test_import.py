@@ -18,6 +18,8 @@ import hashlib
 import io
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Iterable
@@ -589,6 +591,42 @@ def test_decompression_bomb(
     assert archive.stat().st_size < 1 * MIB
     limits = ImportLimits(max_total_size=4 * MIB)
     expect_failure(target, archive, ArchiveError, "decompressed size limit", limits=limits)
+
+
+#: Run in a fresh interpreter, so that its ``ru_maxrss`` is the import's alone.
+_BOMB_CHILD = """
+import resource, sys
+from libpyostree.archive import ArchiveError, ImportLimits, import_archive
+from libpyostree.repo import Repo
+try:
+    import_archive(Repo.init(sys.argv[2]), sys.argv[1], limits=ImportLimits(max_total_size=4 << 20))
+except ArchiveError as exc:
+    print("refused:", exc)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize("compression", ["gz", "zst"])
+def test_decompression_bomb_is_not_inflated_in_memory(
+    compression: Compression, tmp_path: Path
+) -> None:
+    """The cap must bite while decompressing, not after: 1 GiB of zeros is 33 KiB of zstd,
+    and a decompressor asked for "everything this input chunk gives" returns all of it at
+    once (found: 2 GB peak RSS and 12 s for a 4 MiB cap)."""
+    size = 1024 * MIB if compression == "zst" else 128 * MIB  # gzip is slower to write
+    bomb = zero_member(object_name("./repo", "9a" * 32, "filez"), size)
+    archive = members_tar(tmp_path, [dir_member("./"), bomb], compression=compression)
+    proc = subprocess.run(
+        [sys.executable, "-c", _BOMB_CHILD, archive, tmp_path / "target"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    refused, maxrss_mib = proc.stdout.strip().splitlines()
+    assert refused.startswith("refused:") and "decompressed size limit" in refused.lower()
+    assert int(maxrss_mib) < 100, f"peak RSS {maxrss_mib} MiB to refuse a bomb at 4 MiB"
 
 
 @pytest.mark.parametrize("missing", ["filez", "dirtree", "dirmeta"])
