@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -337,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"settling: sync, then {args.settle:.0f} s for recent deletions to age", flush=True)
         os.sync()
         time.sleep(args.settle)
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C, so the finally below removes the runs.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="bench-import-", dir=dest))
     counted: dict[str, list[Result]] = {"A": [], "B": []}
     everything: list[Result] = []
