@@ -174,42 +174,58 @@ class _LimitedReader(io.RawIOBase):
 
 
 class _ZstdReader(io.RawIOBase):
-    """zstd frames one after another; unlike ``stream_reader`` it reports a frame that
-    ends early instead of returning a short stream."""
+    """zstd frames one after another, with two guarantees ``stream_reader`` lacks: a
+    frame that ends early is an error, and memory stays bounded on a bomb.  Input is
+    fed in 256-byte pieces: a zstd block yields at most 128 KiB, so one call can
+    produce at most ~8 MiB, and the caller's size limit is checked between calls."""
+
+    _PIECE = 256
 
     def __init__(self, raw: BinaryIO, zstandard: Any) -> None:
         self.raw = raw
         self.zstandard = zstandard
         self.dobj = zstandard.ZstdDecompressor().decompressobj()
-        self.buffer = b""
+        self.input = b""
+        self.input_pos = 0
+        self.output = b""
+        self.output_pos = 0
         self.started = False
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
-        while not self.buffer:
-            chunk = self.raw.read(1 << 16)
-            if not chunk:
+    def _feed(self) -> bool:
+        """Decompress one piece; False at the end of the input."""
+        if self.input_pos >= len(self.input):
+            self.input = self.raw.read(1 << 16)
+            self.input_pos = 0
+            if not self.input:
                 if self.started and not self.dobj.eof:
-                    raise ArchiveError(
-                        "Corrupt or truncated compressed stream (zstd frame ends early)"
-                    )
+                    raise ArchiveError("Corrupt or truncated compressed stream (zstd ends early)")
+                return False
+        piece = self.input[self.input_pos : self.input_pos + self._PIECE]
+        self.input_pos += len(piece)
+        try:
+            if self.dobj.eof:  # the next frame begins
+                self.dobj = self.zstandard.ZstdDecompressor().decompressobj()
+            self.started = True
+            out = self.dobj.decompress(piece)
+            while self.dobj.eof and self.dobj.unused_data:
+                rest = self.dobj.unused_data
+                self.dobj = self.zstandard.ZstdDecompressor().decompressobj()
+                out += self.dobj.decompress(rest)
+        except self.zstandard.ZstdError as exc:
+            raise ArchiveError(f"Corrupt or truncated compressed stream: {exc}") from None
+        self.output, self.output_pos = out, 0
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self.output_pos >= len(self.output):
+            if not self._feed():
                 return 0
-            try:
-                if self.dobj.eof:  # the next frame
-                    self.dobj = self.zstandard.ZstdDecompressor().decompressobj()
-                self.started = True
-                self.buffer = self.dobj.decompress(chunk)
-                while self.dobj.eof and self.dobj.unused_data:
-                    rest = self.dobj.unused_data
-                    self.dobj = self.zstandard.ZstdDecompressor().decompressobj()
-                    self.buffer += self.dobj.decompress(rest)
-            except self.zstandard.ZstdError as exc:
-                raise ArchiveError(f"Corrupt or truncated compressed stream: {exc}") from None
-        n = min(len(buffer), len(self.buffer))
-        buffer[:n] = self.buffer[:n]
-        self.buffer = self.buffer[n:]
+        n = min(len(buffer), len(self.output) - self.output_pos)
+        buffer[:n] = self.output[self.output_pos : self.output_pos + n]
+        self.output_pos += n
         return n
 
 
