@@ -36,7 +36,7 @@ import stat
 import tempfile
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
@@ -773,12 +773,15 @@ class _View:
         self.repo = repo
 
     def has(self, checksum: str, objtype: ObjectType) -> bool:
-        held: set[Checksum] | dict[Checksum, Any] = {
-            ObjectType.COMMIT: self.cand.commits,
-            ObjectType.DIR_TREE: self.cand.dirtrees,
-            ObjectType.DIR_META: self.cand.dirmetas,
-            ObjectType.FILE: self.cand.files,
-        }[objtype]  # type: ignore[assignment]
+        # Called once per object of every closure: no per-call lookup tables.
+        if objtype is ObjectType.FILE:
+            held: Container[str] = self.cand.files
+        elif objtype is ObjectType.DIR_TREE:
+            held = self.cand.dirtrees
+        elif objtype is ObjectType.DIR_META:
+            held = self.cand.dirmetas
+        else:
+            held = self.cand.commits
         return checksum in held or self.repo.has_object(checksum, objtype)
 
     def commit(self, checksum: Checksum) -> Commit | None:

@@ -39,23 +39,12 @@ def array_ends(buf: bytes, start: int, end: int) -> tuple[int, ...]:
 
 def array_bounds(buf: bytes, start: int, end: int) -> list[tuple[int, int]]:
     """Element bounds of a normal-form array of variable-size, alignment-1 elements."""
-    size = end - start
-    if size == 0:
-        return []
-    w = offset_size(size)
-    last = int.from_bytes(buf[end - w : end], "little")
-    if last > size or (size - last) % w:
-        raise GVariantError("array framing offset out of range", end - w)
-    n = (size - last) // w
-    if n == 0 or offset_width(last, n) != w:
-        raise GVariantError("array framing offsets are not minimal", end - w)
-    ends = struct.unpack_from(f"<{n}{_FMT[w]}", buf, start + last)
     bounds: list[tuple[int, int]] = []
     prev = start
-    for rel in ends:
+    for rel in array_ends(buf, start, end):
         e = start + rel
         if e < prev:
-            raise GVariantError("array framing offsets out of order", start + last)
+            raise GVariantError("array framing offsets out of order", prev)
         bounds.append((prev, e))
         prev = e
     return bounds
