@@ -36,7 +36,7 @@ import stat
 import tempfile
 import zlib
 from collections import deque
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
@@ -622,7 +622,7 @@ class _Importer:
                 objtype="file",
             )
 
-    def rollback(self) -> None:
+    def rollback(self, *, keep_written: bool = False) -> None:
         """Remove every object this import created (after the workers have stopped)."""
         self.failures.append(("", "import failed"))  # makes collect() write nothing more
         with contextlib.suppress(Exception):
@@ -631,7 +631,8 @@ class _Importer:
             with contextlib.suppress(Exception):
                 self.finish_write()
         for cand in self.candidates.values():
-            _unlink_all(cand.written)
+            if not keep_written:
+                _unlink_all(cand.written)
             cand.written.clear()
 
     def counted(self) -> None:
@@ -949,12 +950,20 @@ def import_archive(
     limits: ImportLimits | None = None,
     update_summary: bool = True,
     workers: int | None = None,
+    target_refs: Mapping[str, Checksum] | None = None,
 ) -> ImportResult:
     """Import an archive into ``repo``; see the module docstring for the guarantees.
 
     ``ref=None`` imports every ref and commit ("all"); ``ref=REF`` requires the
     archive's commits for REF to extend the target's current head of REF.
+
+    ``target_refs`` makes ``repo`` a shared object store (the service's pool):
+    the target's refs are these instead of ``repo``'s, no ref, alias or summary
+    is written (the result's ``refs`` say what the caller should move), and
+    objects written are left in place on failure, because a concurrent import
+    may already count them as present; unreferenced ones are orphans.
     """
+    shared = target_refs is not None
     limits = limits or ImportLimits()
     if sha256 is not None and not is_checksum(sha256.lower()):
         raise ArchiveError(f"Invalid sha256 {sha256!r:.80}: need 64 hex digits")
@@ -994,7 +1003,7 @@ def import_archive(
             importer.verify_content()
             cand = _choose(importer, repo_dir)
             for other in importer.candidates.values():
-                if other is not cand:  # objects of repositories we do not import
+                if other is not cand and not shared:  # objects of repositories not imported
                     _unlink_all(other.written)
                     other.written.clear()
             if cand.config is not None:
@@ -1002,18 +1011,21 @@ def import_archive(
             _apply_compose(importer, cand)
             view = _View(cand, repo)
             _check_closures(view, require_full_history)
-            current = repo.list_refs(remotes=False)
+            current = (
+                dict(target_refs) if target_refs is not None else repo.list_refs(remotes=False)
+            )
             to_set, expected = _plan_refs(view, ref, current)
             for name in to_set:
-                alias_of = repo.ref_alias_target(name) if name in current else None
+                alias_of = repo.ref_alias_target(name) if name in current and not shared else None
                 if alias_of is not None:
                     raise ImportRefusedError(
                         f"Ref {name} is an alias of {alias_of} in the target; import into "
                         f"{alias_of} instead"
                     )
             _publish_commits(importer, cand)
-            _move_refs(repo, to_set, expected)
-            if ref is None:
+            if not shared:
+                _move_refs(repo, to_set, expected)
+            if ref is None and not shared:
                 for alias, target in cand.aliases.items():
                     if alias not in current and target in cand.refs:
                         repo.set_alias(alias, target)
@@ -1026,12 +1038,12 @@ def import_archive(
             done = True
         finally:
             if not done:
-                importer.rollback()
+                importer.rollback(keep_written=shared)
             importer.writer.shutdown(wait=True)
             shutil.rmtree(importer.staging, ignore_errors=True)
             if own is not None:
                 own.close()
-    if update_summary and result.changed:
+    if update_summary and result.changed and not shared:
         regenerate_summary(repo)
     importer.report()
     return result

@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Mapping
 
 from .gvariant import Variant
-from .objects import ObjectType, SummaryRef, build_summary
+from .names import Checksum
+from .objects import ObjectType, SummaryRef, build_summary, parse_commit
 from .objects.summary import Summary, be_uint64, parse_summary
 from .repo import Repo
 
@@ -46,28 +48,53 @@ def _static_deltas(repo: Repo) -> dict[str, Variant]:
 
 def generate_summary(repo: Repo, *, timestamp: int | None = None) -> bytes:
     """Build the summary bytes for ``repo`` (does not write them)."""
-    refs = []
-    for name, checksum in repo.list_refs(remotes=False).items():
-        data = repo.read_metadata(checksum, ObjectType.COMMIT)
-        commit = repo.read_commit(checksum)
+    deltas = {}
+    if not repo.config.get_bool("core", "no-deltas-in-summary"):
+        deltas = {name: digest.value for name, digest in _static_deltas(repo).items()}
+    return summary_for_refs(
+        repo,
+        repo.list_refs(remotes=False),
+        deltas=deltas,
+        timestamp=timestamp,
+        tombstone_commits=repo.config.get_bool("core", "tombstone-commits"),
+    )
+
+
+def summary_for_refs(
+    objects: Repo,
+    refs: Mapping[str, str],
+    *,
+    deltas: Mapping[str, bytes] | None = None,
+    timestamp: int | None = None,
+    tombstone_commits: bool = False,
+) -> bytes:
+    """The summary of any set of refs whose commits ``objects`` holds.
+
+    ``deltas`` maps delta names (``FROM-TO`` or ``TO``) to the sha256 of their
+    superblock.  The service uses this for each repository version: the pool
+    holds the objects, the version says which refs exist.
+    """
+    entries = []
+    for name, checksum in sorted(refs.items()):
+        data = objects.read_metadata(checksum, ObjectType.COMMIT)
+        commit = parse_commit(data)
         meta = {"ostree.commit.timestamp": be_uint64(commit.timestamp)}
         if commit.version is not None:
             meta["ostree.commit.version"] = Variant("s", commit.version)
-        refs.append(SummaryRef(name, checksum, len(data), meta))
+        entries.append(SummaryRef(name, Checksum(checksum), len(data), meta))
     metadata: dict[str, Variant] = {
         "ostree.summary.last-modified": be_uint64(
             int(time.time()) if timestamp is None else timestamp
         ),
         "ostree.summary.mode": Variant("s", "archive-z2"),
-        "ostree.summary.tombstone-commits": Variant(
-            "b", repo.config.get_bool("core", "tombstone-commits")
-        ),
+        "ostree.summary.tombstone-commits": Variant("b", tombstone_commits),
         "ostree.summary.indexed-deltas": Variant("b", True),
     }
-    deltas = _static_deltas(repo)
-    if deltas and not repo.config.get_bool("core", "no-deltas-in-summary"):
-        metadata["ostree.static-deltas"] = Variant("a{sv}", deltas)
-    return build_summary(refs, metadata)
+    if deltas:
+        metadata["ostree.static-deltas"] = Variant(
+            "a{sv}", {name: Variant("ay", digest) for name, digest in sorted(deltas.items())}
+        )
+    return build_summary(entries, metadata)
 
 
 def update_summary(repo: Repo, *, timestamp: int | None = None) -> bytes:
