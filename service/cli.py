@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from libpyostree import cli
+from libpyostree.errors import OstreeError
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -20,18 +21,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise cli.CliError(
             f"the service needs its extras: pip install 'libpyostree[service]' ({exc})"
         ) from None
+    from service.state import Settings
+
     data_dir = Path(args.data_dir).resolve()
     os.makedirs(data_dir, exist_ok=True)
-    uvicorn.run(create_app(data_dir), host=args.host, port=args.port, log_level="info")
+    settings = Settings(
+        data_dir,
+        database_url=args.database_url,
+        workers=args.workers,
+        max_upload_size=args.max_upload_size,
+    )
+    try:
+        app = create_app(settings)
+    except OstreeError as exc:
+        raise cli.CliError(str(exc)) from None
+    if app.service.token_file is not None:
+        print(f"Admin token written to {app.service.token_file}", file=sys.stderr, flush=True)
+    else:
+        print(f"Admin token: see {data_dir / 'admin-token'}", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
 def add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the service (only /api/v1/status so far)")
+    p = sub.add_parser("serve", help="run the service (REST API, content, task workers)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--data-dir", default="./data")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=2, help="task worker threads")
+    p.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite)")
+    p.add_argument("--max-upload-size", type=int, default=64 << 30, help="largest upload, in bytes")
+    p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_serve)
 
 

@@ -1,0 +1,143 @@
+"""What tasks do: import an uploaded archive, delete a version, delete a repository.
+
+Each operation computes the wanted state of the repository's next version
+from its latest one and hands it to :func:`service.versions.create_version`
+in one transaction.  Objects are written to the pool first (idempotent); a
+failure before that transaction leaves no version behind, only pool files
+that orphan cleanup reclaims.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+
+from sqlalchemy import Engine, select
+
+from libpyostree.archive import ImportProgress, ImportResult, import_archive
+from libpyostree.names import Checksum
+
+from . import db
+from .pool import Pool
+from .tasks import Handler, TaskContext, TaskFailed
+from .versions import (
+    VersionState,
+    commit_closure,
+    create_version,
+    delete_version,
+    latest_number,
+    load_state,
+)
+
+VersionListener = Callable[[int], None]
+"""Called with a repository id after its versions changed (serving caches)."""
+
+
+def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[str, Handler]:
+    def state_of(repo_id: int) -> tuple[int, VersionState]:
+        with engine.connect() as conn:
+            number = latest_number(conn, repo_id)
+            return number, load_state(conn, repo_id, number)
+
+    def import_task(ctx: TaskContext) -> int | None:
+        repo_id = _repository(ctx)
+        upload = str(ctx.args["upload"])
+        ref = ctx.args.get("ref")
+        try:
+            _number, base = state_of(repo_id)
+
+            def progress(p: ImportProgress) -> None:
+                ctx.progress("Reading the archive (bytes)", p.bytes_read, p.bytes_total)
+                ctx.progress("Verifying objects", p.objects)
+
+            ctx.progress("Reading the archive (bytes)", 0, os.path.getsize(upload), force=True)
+            result = import_archive(
+                pool.repo,
+                upload,
+                ref=ref,
+                sha256=ctx.args.get("sha256"),
+                target_refs={n: Checksum(c) for n, c in base.refs.items()},
+                progress=progress,
+                update_summary=False,
+            )
+            ctx.check_canceled()
+            new = base.copy()
+            new.refs.update(result.refs)
+            added = _chain(pool, result, ref, base)
+            new.commits |= added
+            ctx.progress("Walking the new commits", 0, len(added), force=True)
+            new.objects |= commit_closure(pool, added, base.objects)
+            ctx.progress("Walking the new commits", len(added), len(added))
+            ctx.check_canceled()
+            with db.writing(engine) as conn:
+                number = create_version(conn, pool, repo_id, base, new)
+            if number is not None:
+                changed(repo_id)
+            return number
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(upload)
+
+    def delete_version_task(ctx: TaskContext) -> int | None:
+        repo_id = _repository(ctx)
+        number = int(ctx.args["number"])
+        rv = db.repository_versions
+        with db.writing(engine) as conn:
+            numbers = [
+                n for (n,) in conn.execute(select(rv.c.number).where(rv.c.repository_id == repo_id))
+            ]
+            if number not in numbers:
+                raise TaskFailed(f"Version {number} does not exist")
+            if len(numbers) == 1:
+                raise TaskFailed("Cannot delete the only version of a repository")
+            delete_version(conn, repo_id, number)
+        changed(repo_id)
+        return None
+
+    def delete_repository_task(ctx: TaskContext) -> int | None:
+        repo_id = _repository(ctx)
+        r = db.repositories
+        with db.writing(engine) as conn:
+            conn.execute(
+                db.repository_content.delete().where(
+                    db.repository_content.c.repository_id == repo_id
+                )
+            )
+            conn.execute(
+                db.repository_versions.delete().where(
+                    db.repository_versions.c.repository_id == repo_id
+                )
+            )
+            conn.execute(r.delete().where(r.c.id == repo_id))
+        changed(repo_id)
+        return None
+
+    return {
+        "import": import_task,
+        "delete_version": delete_version_task,
+        "delete_repository": delete_repository_task,
+    }
+
+
+def _chain(pool: Pool, result: ImportResult, ref: str | None, base: VersionState) -> set[str]:
+    """The archive's commits the new version gains: all of them when importing
+    everything; with ``ref``, the chain the ref moved along (the archive's other
+    commits are not part of that import)."""
+    if ref is None:
+        return {str(c) for c in result.commits} - base.commits
+    head = result.refs.get(ref)
+    archived = set(result.commits)
+    chain: set[str] = set()
+    current: str | None = head
+    while current is not None and current in archived and current not in base.commits:
+        chain.add(current)
+        parent = pool.repo.read_commit(current, verify=False).parent
+        current = str(parent) if parent is not None else None
+    return chain
+
+
+def _repository(ctx: TaskContext) -> int:
+    if ctx.repository_id is None:
+        raise TaskFailed("The repository of this task no longer exists")
+    return ctx.repository_id

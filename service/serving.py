@@ -1,0 +1,327 @@
+"""``/content/{base_path}/…``: what a real ``ostree pull`` asks for, as a raw ASGI app.
+
+Requests are resolved without a framework router: the distribution is found by
+the longest matching base path, the version by its pin or the repository's
+latest, and an object is served only when that version holds it.  A
+version's content never changes, so its object set is cached (a few versions,
+least recently used); distributions and latest-version numbers are cached
+until the process changes them (``invalidate``) or for a few seconds (other
+processes sharing the database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, and_, select
+
+from libpyostree.objects import ObjectType
+
+from . import auth, db
+from .db import Kind
+from .pool import Pool
+from .versions import present
+
+CONFIG = b"[core]\nrepo_version=1\nmode=archive-z2\n"
+_TTL = 5.0
+_VERSIONS_CACHED = 4
+_SMALL = 1 << 20
+_CHUNK = 1 << 18
+_OBJECT = re.compile(
+    r"objects/([0-9a-f]{2})/([0-9a-f]{62})\.(commit|commitmeta|dirtree|dirmeta|filez)\Z"
+)
+_SUFFIX_TYPE = {
+    "commit": ObjectType.COMMIT,
+    "commitmeta": ObjectType.COMMIT_META,
+    "dirtree": ObjectType.DIR_TREE,
+    "dirmeta": ObjectType.DIR_META,
+    "filez": ObjectType.FILE,
+}
+IMMUTABLE = b"public, max-age=31536000, immutable"
+SHORT = b"public, max-age=10"
+
+
+@dataclass(frozen=True)
+class Dist:
+    name: str
+    base_path: str
+    repository_id: int | None
+    repository: str | None
+    version: int | None
+    private: bool
+
+
+@dataclass
+class VersionContent:
+    summary_digest: str
+    refs: dict[str, str]
+    objects: frozenset[str]
+    """``"XX/rest.suffix"`` relative object paths, as requested."""
+
+
+class NotServed(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ContentCache:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._dists: dict[str, Dist] = {}
+        self._latest: dict[int, int] = {}
+        self._summaries: dict[tuple[int, int], str] = {}
+        self._loaded = 0.0
+        self._versions: OrderedDict[tuple[int, int], VersionContent] = OrderedDict()
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._loaded = 0.0
+
+    def _refresh(self) -> None:
+        if time.monotonic() - self._loaded < _TTL:
+            return
+        d, r, rv = db.distributions, db.repositories, db.repository_versions
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    d.c.name, d.c.base_path, d.c.repository_id, r.c.name, d.c.version, d.c.private
+                ).select_from(d.outerjoin(r, r.c.id == d.c.repository_id))
+            ).all()
+            versions = conn.execute(
+                select(rv.c.repository_id, rv.c.number, rv.c.summary_digest).order_by(rv.c.number)
+            ).all()
+        with self._lock:
+            self._dists = {row[1]: Dist(*row) for row in rows}
+            self._latest = {repo: number for repo, number, _d in versions}
+            self._summaries = {(repo, number): digest for repo, number, digest in versions}
+            self._loaded = time.monotonic()
+
+    def resolve(self, path: str) -> tuple[Dist, str]:
+        """(distribution, the rest of the path) for ``base_path/rest``."""
+        self._refresh()
+        parts = path.split("/")
+        for cut in range(len(parts) - 1, 0, -1):
+            dist = self._dists.get("/".join(parts[:cut]))
+            if dist is not None:
+                return dist, "/".join(parts[cut:])
+        raise NotServed(404, f"No distribution serves {path!r}")
+
+    def version_of(self, dist: Dist) -> tuple[int, VersionContent]:
+        if dist.repository_id is None:
+            raise NotServed(404, f"Distribution {dist.name} has no repository")
+        if dist.version is None:
+            number = self._latest.get(dist.repository_id)
+            if number is None:
+                raise NotServed(404, f"Repository {dist.repository} has no version")
+        else:
+            number = dist.version
+        key = (dist.repository_id, number)
+        if key not in self._summaries:
+            raise NotServed(
+                404,
+                f"Distribution {dist.name} serves version {number} of repository "
+                f"{dist.repository}, which was deleted",
+            )
+        with self._lock:
+            content = self._versions.get(key)
+            if content is not None:
+                self._versions.move_to_end(key)
+                return number, content
+        content = self._load(dist.repository_id, number, self._summaries[key])
+        with self._lock:
+            self._versions[key] = content
+            while len(self._versions) > _VERSIONS_CACHED:
+                self._versions.popitem(last=False)
+        return number, content
+
+    def _load(self, repository_id: int, number: int, digest: str) -> VersionContent:
+        rc = db.repository_content
+        with self.engine.connect() as conn:
+            mine = and_(rc.c.repository_id == repository_id, present(number))
+            refs = dict(
+                conn.execute(
+                    select(db.refs.c.name, db.refs.c.commit)
+                    .join(rc, and_(rc.c.kind == Kind.REF, rc.c.content_id == db.refs.c.id))
+                    .where(mine)
+                ).all()
+            )
+            suffix = {int(t): t.archive_suffix for t in ObjectType}
+            objects = frozenset(
+                f"{c[:2]}/{c[2:]}.{suffix[t]}"
+                for c, t in conn.execute(
+                    select(db.objects.c.checksum, db.objects.c.type)
+                    .join(rc, and_(rc.c.kind == Kind.OBJECT, rc.c.content_id == db.objects.c.id))
+                    .where(mine)
+                )
+            )
+        return VersionContent(digest, refs, objects)
+
+
+def _error(status: int, message: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps({"error": {"code": "not_served", "message": message}}).encode()
+    return status, [(b"content-type", b"application/json")], body
+
+
+class ContentApp:
+    """The ASGI app for ``/content/…`` (``scope["path"]`` starts with ``/content/``)."""
+
+    def __init__(self, engine: Engine, pool: Pool, cache: ContentCache) -> None:
+        self.engine = engine
+        self.pool = pool
+        self.cache = cache
+        self.objects_root = str(pool.repo.path / "objects")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        method = scope["method"]
+        head = method == "HEAD"
+        if method not in ("GET", "HEAD"):
+            await _send(send, *_error(405, "Only GET and HEAD are served here"), head=False)
+            return
+        try:
+            await self._serve(scope, send, head)
+        except NotServed as exc:
+            await _send(send, *_error(exc.status, exc.message), head=head)
+
+    async def _serve(self, scope: dict[str, Any], send: Any, head: bool) -> None:
+        raw = scope.get("raw_path") or scope["path"].encode()
+        if b"%" in raw:
+            raise NotServed(400, "Percent-encoded characters are not allowed in content paths")
+        path = scope["path"][len("/content/") :]
+        segments = path.split("/")
+        if any(s in ("", ".", "..") for s in segments[:-1]) or segments[-1] in (".", ".."):
+            raise NotServed(400, "Empty, '.' and '..' path segments are not allowed")
+        dist, rest = self.cache.resolve(path)
+        if dist.private:
+            self._authorize(scope)
+        number, content = self.cache.version_of(dist)
+        if rest.startswith("objects/"):
+            match = _OBJECT.match(rest)
+            if match is None:
+                raise NotServed(
+                    400,
+                    "Invalid object path: objects/XX/<62 lowercase hex>.<commit|commitmeta|"
+                    "dirtree|dirmeta|filez>",
+                )
+            relpath = rest[len("objects/") :]
+            if relpath not in content.objects:
+                raise NotServed(404, f"Object {relpath} is not in version {number}")
+            etag = b'"' + relpath.replace("/", "").encode() + b'"'
+            path = f"{self.objects_root}/{relpath}"
+            await self._file(scope, send, head, path=path, etag=etag, cache=IMMUTABLE)
+            return
+        if rest == "config":
+            await _reply(scope, send, head, body=CONFIG, etag=b'"config-archive-z2"', cache=SHORT)
+        elif rest == "summary":
+            path = str(self.pool.file_path(content.summary_digest))
+            etag = b'"' + content.summary_digest.encode() + b'"'
+            await self._file(scope, send, head, path=path, etag=etag, cache=SHORT)
+        elif rest.startswith("refs/heads/"):
+            commit = content.refs.get(rest[len("refs/heads/") :])
+            if commit is None:
+                raise NotServed(404, f"Ref {rest[len('refs/heads/') :]} is not in version {number}")
+            body = commit.encode() + b"\n"
+            etag = b'"' + commit.encode() + b'"'
+            await _reply(scope, send, head, body=body, etag=etag, cache=SHORT)
+        elif rest == "summary.sig":
+            raise NotServed(404, "This distribution's summary is not signed")
+        elif rest.startswith(("deltas/", "delta-indexes/")):
+            raise NotServed(404, f"{rest} is not in version {number}")
+        else:
+            raise NotServed(404, f"{rest} is not served (version {number})")
+
+    def _authorize(self, scope: dict[str, Any]) -> None:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                kind, _, token = value.decode("latin-1").partition(" ")
+                if kind.lower() == "bearer" and auth.scope_of(self.engine, token.strip()):
+                    return
+                raise NotServed(403, "This token may not read this private distribution")
+        raise NotServed(401, "This distribution is private: send a bearer token")
+
+    async def _file(
+        self,
+        scope: dict[str, Any],
+        send: Any,
+        head: bool,
+        *,
+        path: str,
+        etag: bytes,
+        cache: bytes,
+    ) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise NotServed(404, "The stored file is missing") from None
+        try:
+            size = os.fstat(fd).st_size
+            if _not_modified(scope, etag):
+                await _start(send, 304, etag, cache, None)
+                await send({"type": "http.response.body", "body": b""})
+                return
+            if size <= _SMALL or head:
+                body = b"" if head else os.read(fd, size)
+                await _start(send, 200, etag, cache, size)
+                await send({"type": "http.response.body", "body": body})
+                return
+            await _start(send, 200, etag, cache, size)
+            remaining = size
+            while remaining > 0:
+                chunk = await asyncio.to_thread(os.read, fd, min(_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                await send(
+                    {"type": "http.response.body", "body": chunk, "more_body": remaining > 0}
+                )
+            if remaining > 0:  # the file shrank: never possible for pool files
+                await send({"type": "http.response.body", "body": b""})
+        finally:
+            os.close(fd)
+
+
+def _not_modified(scope: dict[str, Any], etag: bytes) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"if-none-match":
+            return etag in [v.strip() for v in value.split(b",")] or value.strip() == b"*"
+    return False
+
+
+async def _start(send: Any, status: int, etag: bytes, cache: bytes, size: int | None) -> None:
+    headers = [
+        (b"content-type", b"application/octet-stream"),
+        (b"etag", etag),
+        (b"cache-control", cache),
+    ]
+    if size is not None:
+        headers.append((b"content-length", str(size).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+
+
+async def _reply(
+    scope: dict[str, Any], send: Any, head: bool, *, body: bytes, etag: bytes, cache: bytes
+) -> None:
+    if _not_modified(scope, etag):
+        await _start(send, 304, etag, cache, None)
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await _start(send, 200, etag, cache, len(body))
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def _send(
+    send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool
+) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})

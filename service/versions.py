@@ -1,0 +1,394 @@
+"""Repository versions: what a version holds, and making a new one atomically.
+
+A version's state is its refs (name → commit), its commits, its objects
+((checksum, type) — commits, detached metadata, dirtrees, dirmetas, files) and
+its deltas.  Operations compute the wanted state of the next version;
+:func:`create_version` diffs it against the latest version and, when something
+changed, records the difference, the content summary and the regenerated
+summary file in the caller's transaction — so a version appears whole or not
+at all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from libpyostree.errors import OstreeError
+from libpyostree.names import Checksum
+from libpyostree.objects import ObjectType
+from libpyostree.objects.metadata import parse_commit
+from libpyostree.summary import summary_for_refs
+
+from . import db
+from .db import Kind
+from .pool import Pool
+
+ObjectKey = tuple[str, int]
+"""(checksum, ObjectType value)."""
+
+_BATCH = 500
+
+
+@dataclass
+class VersionState:
+    refs: dict[str, str] = field(default_factory=dict)
+    commits: set[str] = field(default_factory=set)
+    objects: set[ObjectKey] = field(default_factory=set)
+    deltas: set[tuple[str | None, str, str]] = field(default_factory=set)
+    """(from, to, superblock digest)"""
+
+    def copy(self) -> VersionState:
+        return VersionState(dict(self.refs), set(self.commits), set(self.objects), set(self.deltas))
+
+
+def present(n: int) -> ColumnElement[bool]:
+    """``repository_content`` rows present in version ``n``."""
+    rc = db.repository_content
+    return and_(
+        rc.c.version_added <= n,
+        or_(rc.c.version_removed.is_(None), rc.c.version_removed > n),
+    )
+
+
+def latest_number(conn: Connection, repository_id: int) -> int:
+    rv = db.repository_versions
+    number = conn.execute(
+        select(func.max(rv.c.number)).where(rv.c.repository_id == repository_id)
+    ).scalar()
+    return int(number or 0)
+
+
+def load_state(conn: Connection, repository_id: int, number: int) -> VersionState:
+    rc = db.repository_content
+    mine = and_(rc.c.repository_id == repository_id, present(number))
+    state = VersionState()
+    r, c, o, d = db.refs, db.commits, db.objects, db.deltas
+    state.refs = dict(
+        conn.execute(
+            select(r.c.name, r.c.commit)
+            .join(rc, and_(rc.c.kind == Kind.REF, rc.c.content_id == r.c.id))
+            .where(mine)
+        )
+        .tuples()
+        .all()
+    )
+    state.commits = set(
+        conn.execute(
+            select(c.c.checksum)
+            .join(rc, and_(rc.c.kind == Kind.COMMIT, rc.c.content_id == c.c.id))
+            .where(mine)
+        ).scalars()
+    )
+    state.objects = set(
+        conn.execute(
+            select(o.c.checksum, o.c.type)
+            .join(rc, and_(rc.c.kind == Kind.OBJECT, rc.c.content_id == o.c.id))
+            .where(mine)
+        ).tuples()
+    )
+    state.deltas = set(
+        conn.execute(
+            select(d.c.from_commit, d.c.to_commit, d.c.digest)
+            .join(rc, and_(rc.c.kind == Kind.DELTA, rc.c.content_id == d.c.id))
+            .where(mine)
+        ).tuples()
+    )
+    return state
+
+
+# -- closures ----------------------------------------------------------------------------
+
+
+def commit_closure(
+    pool: Pool, commits: Iterable[str], have: set[ObjectKey] | None = None
+) -> set[ObjectKey]:
+    """Every object of the given commits (each to depth 0), read from the pool.
+
+    Dirtrees already in ``have`` are not walked again: a version holding a
+    dirtree holds its whole closure.  Pool objects were verified when written.
+    """
+    have = have or set()
+    out: set[ObjectKey] = set()
+    repo = pool.repo
+    for checksum in commits:
+        info = repo.read_commit(checksum, verify=False)
+        out.add((checksum, ObjectType.COMMIT))
+        if repo.has_object(checksum, ObjectType.COMMIT_META):
+            out.add((checksum, ObjectType.COMMIT_META))
+        stack = [(info.root_dirtree, info.root_dirmeta)]
+        while stack:
+            tree, meta = stack.pop()
+            out.add((meta, ObjectType.DIR_META))
+            key = (tree, int(ObjectType.DIR_TREE))
+            if key in out or key in have:
+                continue
+            out.add(key)
+            parsed = repo.read_dirtree(tree, verify=False)
+            out.update((f, ObjectType.FILE) for _n, f in parsed.files)
+            stack.extend((t, m) for _n, t, m in parsed.dirs)
+    return out
+
+
+# -- making versions ---------------------------------------------------------------------
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for i in range(0, len(items), _BATCH):
+        yield items[i : i + _BATCH]
+
+
+def _object_ids(conn: Connection, pool: Pool, keys: set[ObjectKey]) -> dict[ObjectKey, int]:
+    """Ids of the ``objects`` rows for ``keys``, inserting the missing ones."""
+    o = db.objects
+    ids: dict[ObjectKey, int] = {}
+    by_csum = sorted({c for c, _t in keys})
+    for chunk in _chunks(by_csum):
+        for oid, csum, otype in conn.execute(
+            select(o.c.id, o.c.checksum, o.c.type).where(o.c.checksum.in_(chunk))
+        ):
+            if (csum, otype) in keys:
+                ids[(csum, otype)] = oid
+    missing = [k for k in keys if k not in ids]
+    if missing:
+        rows = []
+        for csum, otype in missing:
+            path = pool.repo.object_path(csum, ObjectType(otype))
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise OstreeError(
+                    f"Object {csum}.{ObjectType(otype).name_str} is not in the pool"
+                ) from None
+            rows.append({"checksum": csum, "type": otype, "size": size})
+        conn.execute(insert(o), rows)
+        got = {c for c, _t in missing}
+        for chunk in _chunks(sorted(got)):
+            for oid, csum, otype in conn.execute(
+                select(o.c.id, o.c.checksum, o.c.type).where(o.c.checksum.in_(chunk))
+            ):
+                if (csum, otype) in keys:
+                    ids[(csum, otype)] = oid
+    return ids
+
+
+def _commit_ids(conn: Connection, pool: Pool, checksums: set[str]) -> dict[str, int]:
+    c = db.commits
+    ids: dict[str, int] = {}
+    for chunk in _chunks(sorted(checksums)):
+        ids.update(conn.execute(select(c.c.checksum, c.c.id).where(c.c.checksum.in_(chunk))).all())
+    rows = []
+    for checksum in sorted(checksums - ids.keys()):
+        data = pool.repo.read_object_raw(checksum, ObjectType.COMMIT)
+        info = parse_commit(data)
+        meta = pool.repo.read_commitmeta(checksum) or {}
+        rows.append(
+            {
+                "checksum": checksum,
+                "parent": info.parent,
+                "subject": info.subject,
+                "body": info.body,
+                "timestamp": info.timestamp,
+                "version": info.version,
+                "ref_bindings": info.ref_bindings,
+                "root_dirtree": info.root_dirtree,
+                "root_dirmeta": info.root_dirmeta,
+                "signed": any(k == "ostree.gpgsigs" or k.startswith("ostree.sign.") for k in meta),
+                "size": len(data),
+            }
+        )
+    if rows:
+        conn.execute(insert(c), rows)
+        for chunk in _chunks([r["checksum"] for r in rows]):
+            ids.update(
+                conn.execute(select(c.c.checksum, c.c.id).where(c.c.checksum.in_(chunk))).all()
+            )
+    return ids
+
+
+def _ref_ids(conn: Connection, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    r = db.refs
+    ids: dict[tuple[str, str], int] = {}
+    names = sorted({n for n, _c in pairs})
+    for chunk in _chunks(names):
+        for rid, name, commit in conn.execute(
+            select(r.c.id, r.c.name, r.c.commit).where(r.c.name.in_(chunk))
+        ):
+            if (name, commit) in pairs:
+                ids[(name, commit)] = rid
+    missing = [{"name": n, "commit": c} for n, c in sorted(pairs - ids.keys())]
+    if missing:
+        conn.execute(insert(r), missing)
+        return _ref_ids(conn, pairs)
+    return ids
+
+
+def _delta_ids(
+    conn: Connection, pool: Pool, keys: set[tuple[str | None, str, str]]
+) -> dict[tuple[str | None, str, str], int]:
+    d = db.deltas
+    ids: dict[tuple[str | None, str, str], int] = {}
+    for key in keys:
+        found = conn.execute(
+            select(d.c.id).where(
+                d.c.from_commit.is_(None) if key[0] is None else d.c.from_commit == key[0],
+                d.c.to_commit == key[1],
+                d.c.digest == key[2],
+            )
+        ).scalar()
+        if found is None:
+            found = conn.execute(
+                insert(d).values(from_commit=key[0], to_commit=key[1], digest=key[2], size=0)
+            ).inserted_primary_key[0]  # type: ignore[index]
+        ids[key] = int(found)
+    return ids
+
+
+def _counts(
+    added: dict[Kind, int], removed: dict[Kind, int], state: VersionState
+) -> dict[str, dict[str, int]]:
+    names = {Kind.REF: "refs", Kind.COMMIT: "commits", Kind.OBJECT: "objects", Kind.DELTA: "deltas"}
+    sizes = {
+        Kind.REF: len(state.refs),
+        Kind.COMMIT: len(state.commits),
+        Kind.OBJECT: len(state.objects),
+        Kind.DELTA: len(state.deltas),
+    }
+    return {
+        "added": {names[k]: added.get(k, 0) for k in names},
+        "removed": {names[k]: removed.get(k, 0) for k in names},
+        "present": {names[k]: sizes[k] for k in names},
+    }
+
+
+def summary_bytes(pool: Pool, state: VersionState, timestamp: int) -> bytes:
+    deltas = {(f"{f}-{t}" if f else t): bytes.fromhex(digest) for f, t, digest in state.deltas}
+    return summary_for_refs(
+        pool.repo,
+        {n: Checksum(c) for n, c in state.refs.items()},
+        deltas=deltas,
+        timestamp=timestamp,
+    )
+
+
+def create_version(
+    conn: Connection, pool: Pool, repository_id: int, base: VersionState, new: VersionState
+) -> int | None:
+    """Record ``new`` as the repository's next version; None when nothing changed.
+
+    ``base`` must be the state of the latest version (the caller holds the
+    repository's task lock, so it cannot move).  Runs in the caller's transaction.
+    """
+    if (
+        new.refs == base.refs
+        and new.commits == base.commits
+        and new.objects == base.objects
+        and new.deltas == base.deltas
+    ):
+        return None
+    repo_row = conn.execute(
+        select(db.repositories.c.next_version).where(db.repositories.c.id == repository_id)
+    ).one()
+    number = int(repo_row.next_version)
+    latest = latest_number(conn, repository_id)
+    rc = db.repository_content
+    added: dict[Kind, int] = {}
+    removed: dict[Kind, int] = {}
+
+    def apply(kind: Kind, add_ids: Iterable[int], remove_ids: Iterable[int]) -> None:
+        add_rows = [
+            {
+                "repository_id": repository_id,
+                "kind": kind,
+                "content_id": cid,
+                "version_added": number,
+                "version_removed": None,
+            }
+            for cid in add_ids
+        ]
+        if add_rows:
+            conn.execute(insert(rc), add_rows)
+        gone = sorted(remove_ids)
+        for chunk in _chunks(gone):
+            conn.execute(
+                update(rc)
+                .where(
+                    rc.c.repository_id == repository_id,
+                    rc.c.kind == kind,
+                    rc.c.content_id.in_(chunk),
+                    present(latest),
+                )
+                .values(version_removed=number)
+            )
+        added[kind], removed[kind] = len(add_rows), len(gone)
+
+    obj_add, obj_del = new.objects - base.objects, base.objects - new.objects
+    oids = _object_ids(conn, pool, obj_add | obj_del)
+    apply(Kind.OBJECT, (oids[k] for k in obj_add), (oids[k] for k in obj_del))
+    com_add, com_del = new.commits - base.commits, base.commits - new.commits
+    cids = _commit_ids(conn, pool, com_add | com_del)
+    apply(Kind.COMMIT, (cids[k] for k in com_add), (cids[k] for k in com_del))
+    new_pairs, old_pairs = set(new.refs.items()), set(base.refs.items())
+    rids = _ref_ids(conn, new_pairs ^ old_pairs)
+    apply(
+        Kind.REF,
+        (rids[k] for k in new_pairs - old_pairs),
+        (rids[k] for k in old_pairs - new_pairs),
+    )
+    dids = _delta_ids(conn, pool, new.deltas ^ base.deltas)
+    apply(
+        Kind.DELTA,
+        (dids[k] for k in new.deltas - base.deltas),
+        (dids[k] for k in base.deltas - new.deltas),
+    )
+    now = time.time()
+    digest = pool.put_file(summary_bytes(pool, new, int(now)))
+    conn.execute(
+        insert(db.repository_versions).values(
+            repository_id=repository_id,
+            number=number,
+            created=now,
+            summary_digest=digest,
+            content_summary=_counts(added, removed, new),
+        )
+    )
+    conn.execute(
+        update(db.repositories)
+        .where(db.repositories.c.id == repository_id)
+        .values(next_version=number + 1)
+    )
+    return number
+
+
+def delete_version(conn: Connection, repository_id: int, number: int) -> None:
+    """Delete one version; what every other version holds stays exactly the same."""
+    rv, rc = db.repository_versions, db.repository_content
+    latest = latest_number(conn, repository_id)
+    conn.execute(rv.delete().where(rv.c.repository_id == repository_id, rv.c.number == number))
+    if number == latest:
+        # Content the deleted version removed is present again in the new latest.
+        previous = latest_number(conn, repository_id)
+        conn.execute(
+            update(rc)
+            .where(
+                rc.c.repository_id == repository_id,
+                rc.c.version_removed > previous,
+            )
+            .values(version_removed=None)
+        )
+    # Rows no remaining version holds.
+    covered = (
+        select(rv.c.id)
+        .where(
+            rv.c.repository_id == rc.c.repository_id,
+            rv.c.number >= rc.c.version_added,
+            or_(rc.c.version_removed.is_(None), rv.c.number < rc.c.version_removed),
+        )
+        .exists()
+    )
+    conn.execute(rc.delete().where(rc.c.repository_id == repository_id, ~covered))
