@@ -15,12 +15,10 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, select
 
-from libpyostree.archive import ImportProgress, ImportResult, import_archive
-from libpyostree.names import Checksum
-
 from . import db
+from .importer import ChildResult, ImportFailed, run_import
 from .pool import Pool
-from .tasks import Handler, TaskContext, TaskFailed
+from .tasks import Handler, TaskCanceled, TaskContext, TaskFailed
 from .versions import (
     VersionState,
     commit_closure,
@@ -47,20 +45,25 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
         try:
             _number, base = state_of(repo_id)
 
-            def progress(p: ImportProgress) -> None:
-                ctx.progress("Reading the archive (bytes)", p.bytes_read, p.bytes_total)
-                ctx.progress("Verifying objects", p.objects)
+            def progress(objects: int, done: int, total: int | None) -> None:
+                ctx.progress("Reading the archive (bytes)", done, total)
+                ctx.progress("Verifying objects", objects)
 
             ctx.progress("Reading the archive (bytes)", 0, os.path.getsize(upload), force=True)
-            result = import_archive(
-                pool.repo,
-                upload,
-                ref=ref,
-                sha256=ctx.args.get("sha256"),
-                target_refs={n: Checksum(c) for n, c in base.refs.items()},
-                progress=progress,
-                update_summary=False,
-            )
+            try:
+                result = run_import(
+                    str(pool.root),
+                    archive=upload,
+                    ref=ref,
+                    sha256=ctx.args.get("sha256"),
+                    target_refs=base.refs,
+                    progress=progress,
+                    canceled=ctx.cancel_event.is_set,
+                )
+            except ImportFailed as exc:
+                if exc.code == "canceled":
+                    raise TaskCanceled() from None
+                raise
             ctx.check_canceled()
             new = base.copy()
             new.refs.update(result.refs)
@@ -120,12 +123,12 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
     }
 
 
-def _chain(pool: Pool, result: ImportResult, ref: str | None, base: VersionState) -> set[str]:
+def _chain(pool: Pool, result: ChildResult, ref: str | None, base: VersionState) -> set[str]:
     """The archive's commits the new version gains: all of them when importing
     everything; with ``ref``, the chain the ref moved along (the archive's other
     commits are not part of that import)."""
     if ref is None:
-        return {str(c) for c in result.commits} - base.commits
+        return set(result.commits) - base.commits
     head = result.refs.get(ref)
     archived = set(result.commits)
     chain: set[str] = set()

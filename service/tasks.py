@@ -260,7 +260,11 @@ class TaskRunner:
 
 
 def _code(exc: Exception) -> str:
-    """snake_case of the error class: ``ImportRefusedError`` → ``import_refused``."""
+    """The error's ``code``, else snake_case of its class: ``ImportRefusedError`` →
+    ``import_refused``."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, str):
+        return code
     name = type(exc).__name__.removesuffix("Error")
     out = "".join("_" + ch.lower() if ch.isupper() else ch for ch in name).lstrip("_")
     return out or "error"
