@@ -39,7 +39,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Admin token written to {app.service.token_file}", file=sys.stderr, flush=True)
     else:
         print(f"Admin token: see {data_dir / 'admin-token'}", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        # One log line per object costs as much as serving it: off unless asked for.
+        access_log=args.access_log,
+    )
     return 0
 
 
@@ -52,6 +59,7 @@ def add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite)")
     p.add_argument("--max-upload-size", type=int, default=64 << 30, help="largest upload, in bytes")
     p.add_argument("--log-level", default="info")
+    p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=cmd_serve)
 
 
