@@ -27,8 +27,10 @@ from libpyostree.objects import ObjectType
 from . import auth, db
 from .db import Kind
 from .errors import ApiError, bad_request, conflict, not_found
+from .modify import ModifyArgs, ModifyError
+from .modify import validate as validate_modify
 from .state import Service
-from .versions import latest_number, present
+from .versions import latest_number, load_state, present
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}\Z")
@@ -328,6 +330,37 @@ async def repository_import(request: Request) -> Response:
     return task_ref(svc.runner.submit("import", args, row.id))
 
 
+# -- modify, orphans ---------------------------------------------------------------------
+
+
+async def repository_modify(request: Request) -> Response:
+    """Add refs/commits from a source version, remove refs/commits, or copy a whole
+    version, as one new version (a task)."""
+    body = await json_body(request)
+    svc = service(request)
+    try:
+        args = ModifyArgs.from_json(body)
+        with svc.engine.connect() as conn:
+            row = repository_row(conn, request.path_params["name"])
+            validate_modify(conn, row.id, args)
+    except ModifyError as exc:
+        raise ApiError(exc.status, exc.code, str(exc)) from None
+    return task_ref(svc.runner.submit("modify", args.to_json(), row.id))
+
+
+async def orphans_cleanup(request: Request) -> Response:
+    """Delete pool files and rows no version of any repository references (a task)."""
+    body = await json_body(request) if await request.body() else {}
+    older_than = body.get("older_than", 0)
+    if not isinstance(older_than, int | float) or isinstance(older_than, bool) or older_than < 0:
+        raise bad_request("older_than must be a number of seconds ≥ 0")
+    unknown = set(body) - {"older_than"}
+    if unknown:
+        raise bad_request(f"Unknown fields: {', '.join(sorted(unknown))}")
+    svc = service(request)
+    return task_ref(svc.runner.submit("orphans_cleanup", {"older_than": older_than}, None))
+
+
 # -- versions ------------------------------------------------------------------------------
 
 
@@ -381,6 +414,46 @@ def _mine(repo_id: int, number: int, kind: Kind, content_id: Any) -> Any:
         rc.c.content_id == content_id,
         present(number),
     )
+
+
+async def version_diff(request: Request) -> Response:
+    """Refs added, removed and moved, commits added and removed, between a version
+    and ``base`` (default: the version before it)."""
+    svc = service(request)
+    rv = db.repository_versions
+    with svc.engine.connect() as conn:
+        repo = repository_row(conn, request.path_params["name"])
+        number = version_number(conn, repo, request.path_params["number"])
+        base: int | None
+        if "base" in request.query_params:
+            base = version_number(conn, repo, request.query_params["base"])
+        else:
+            base = conn.execute(
+                select(func.max(rv.c.number)).where(
+                    rv.c.repository_id == repo.id, rv.c.number < number
+                )
+            ).scalar()
+            if base is None:
+                raise bad_request(f"Version {number} is the oldest: give ?base=")
+        new, old = load_state(conn, repo.id, number), load_state(conn, repo.id, int(base))
+    refs = {
+        "added": [
+            {"name": n, "commit": c} for n, c in sorted(new.refs.items()) if n not in old.refs
+        ],
+        "removed": [
+            {"name": n, "commit": c} for n, c in sorted(old.refs.items()) if n not in new.refs
+        ],
+        "moved": [
+            {"name": n, "from": old.refs[n], "to": c}
+            for n, c in sorted(new.refs.items())
+            if n in old.refs and old.refs[n] != c
+        ],
+    }
+    commits = {
+        "added": sorted(new.commits - old.commits),
+        "removed": sorted(old.commits - new.commits),
+    }
+    return JSONResponse({"version": number, "base": base, "refs": refs, "commits": commits})
 
 
 async def refs_list(request: Request) -> Response:
@@ -497,6 +570,7 @@ def task_json(row: Any, repo_name: str | None) -> dict[str, Any]:
         "progress": row.progress,
         "error": row.error,
         "created_version": row.created_version,
+        "result": row.result,
         "created": iso(row.created),
         "started": iso(row.started),
         "finished": iso(row.finished),
@@ -869,13 +943,16 @@ def routes() -> list[Route]:
         Route(r + "/{name}", repository_patch, methods=["PATCH"]),
         Route(r + "/{name}", repository_delete, methods=["DELETE"]),
         Route(r + "/{name}/import", repository_import, methods=["POST"]),
+        Route(r + "/{name}/modify", repository_modify, methods=["POST"]),
         Route(r + "/{name}/versions", versions_list, methods=["GET"]),
         Route(v, version_get, methods=["GET"]),
         Route(v, version_delete, methods=["DELETE"]),
+        Route(v + "/diff", version_diff, methods=["GET"]),
         Route(v + "/refs", refs_list, methods=["GET"]),
         Route(v + "/commits", commits_list, methods=["GET"]),
         Route(v + "/objects", objects_list, methods=["GET"]),
         Route(v + "/deltas", deltas_list, methods=["GET"]),
+        Route("/api/v1/orphans/cleanup", orphans_cleanup, methods=["POST"]),
         Route("/api/v1/tasks", tasks_list, methods=["GET"]),
         Route("/api/v1/tasks/{id}", task_get, methods=["GET"]),
         Route("/api/v1/tasks/{id}/cancel", task_cancel, methods=["POST"]),

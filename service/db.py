@@ -190,6 +190,7 @@ tasks = Table(
     Column("progress", JSON, nullable=False),
     Column("error", JSON, nullable=True),
     Column("created_version", Integer, nullable=True),
+    Column("result", JSON, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("created", Float, nullable=False),
     Column("started", Float, nullable=True),

@@ -17,6 +17,8 @@ from sqlalchemy import Engine, select
 
 from . import db
 from .importer import ChildResult, ImportFailed, run_import
+from .modify import ModifyArgs, plan
+from .orphans import cleanup
 from .pool import Pool
 from .tasks import Handler, TaskCanceled, TaskContext, TaskFailed
 from .versions import (
@@ -116,8 +118,34 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
         changed(repo_id)
         return None
 
+    def modify_task(ctx: TaskContext) -> int | None:
+        repo_id = _repository(ctx)
+        args = ModifyArgs.from_json(ctx.args)
+        ctx.progress("Computing the new version", 0, 1, force=True)
+        with engine.connect() as conn:
+            planned = plan(conn, pool, repo_id, args)
+        ctx.check_canceled()
+        with db.writing(engine) as conn:
+            number = create_version(conn, pool, repo_id, planned.base, planned.new)
+        ctx.progress("Computing the new version", 1, 1)
+        ctx.result = planned.result or None
+        changed(repo_id)
+        return number
+
+    def orphans_task(ctx: TaskContext) -> int | None:
+        result = cleanup(
+            engine,
+            pool,
+            float(ctx.args.get("older_than") or 0),
+            ctx.progress,
+        )
+        ctx.result = result.to_json()
+        return None
+
     return {
         "import": import_task,
+        "modify": modify_task,
+        "orphans_cleanup": orphans_task,
         "delete_version": delete_version_task,
         "delete_repository": delete_repository_task,
     }

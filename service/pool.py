@@ -10,15 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from libpyostree.errors import RepoError
 from libpyostree.repo import Repo, link_new_file
 
+Children = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
+"""A dirtree's file checksums and (dirtree, dirmeta) pairs of its subdirectories."""
+
+_CACHED_ENTRIES = 2_000_000
+"""Bound of the dirtree cache, in entries (~100 bytes each)."""
+
 
 class Pool:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._trees: OrderedDict[str, Children] = OrderedDict()
+        self._tree_entries = 0
+        self._trees_lock = threading.Lock()
+        self.tree_reads = 0
+        """Dirtree files parsed (the rest came from the cache)."""
         try:
             self.repo = Repo.open(root)
         except RepoError:
@@ -27,6 +40,30 @@ class Pool:
             self.repo = Repo.init(root, mode="archive")
         self.files = root / "files"
         self.files.mkdir(exist_ok=True)
+
+    def children(self, tree: str) -> Children:
+        """A dirtree's children, from a bounded cache: pool objects never change, so
+        walking unchanged trees again (removals, copies, imports onto a history)
+        does not re-read their files."""
+        with self._trees_lock:
+            found = self._trees.get(tree)
+            if found is not None:
+                self._trees.move_to_end(tree)
+                return found
+        parsed = self.repo.read_dirtree(tree, verify=False)
+        value: Children = (
+            tuple(f for _n, f in parsed.files),
+            tuple((t, m) for _n, t, m in parsed.dirs),
+        )
+        with self._trees_lock:
+            self.tree_reads += 1
+            if tree not in self._trees:
+                self._trees[tree] = value
+                self._tree_entries += len(value[0]) + len(value[1]) + 1
+            while self._tree_entries > _CACHED_ENTRIES and self._trees:
+                _k, old = self._trees.popitem(last=False)
+                self._tree_entries -= len(old[0]) + len(old[1]) + 1
+        return value
 
     def file_path(self, digest: str) -> Path:
         return self.files / digest[:2] / digest[2:]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, select, update
+from sqlalchemy import Engine, and_, exists, or_, select, update
 from sqlalchemy.orm import aliased
 
 from libpyostree.errors import OstreeError
@@ -36,6 +36,9 @@ WAITING, RUNNING, COMPLETED, FAILED, CANCELED = (
     "canceled",
 )
 FINAL = (COMPLETED, FAILED, CANCELED)
+EXCLUSIVE = ("orphans_cleanup",)
+"""Kinds that run alone: no other task runs beside them (orphan cleanup must not
+delete a pool file an import is about to count as present)."""
 _PROGRESS_INTERVAL = 0.5
 
 
@@ -54,6 +57,8 @@ class TaskContext:
     args: dict[str, Any]
     repository_id: int | None
     cancel_event: threading.Event
+    result: dict[str, Any] | None = None
+    """What the task reports besides a created version (stored in ``tasks.result``)."""
     _progress: list[dict[str, Any]] = field(default_factory=list)
     _last_write: float = 0.0
 
@@ -189,16 +194,31 @@ class TaskRunner:
     def _claim(self) -> tuple[str, str, dict[str, Any], int | None] | None:
         t = db.tasks
         other = aliased(t)
+        # Claimable: no running task holds the same repository, no exclusive task
+        # runs, and an exclusive task waits until nothing runs.
         busy = exists().where(
             and_(
                 other.c.state == RUNNING,
-                other.c.repository_id == t.c.repository_id,
+                or_(
+                    other.c.repository_id == t.c.repository_id,
+                    other.c.kind.in_(EXCLUSIVE),
+                    t.c.kind.in_(EXCLUSIVE),
+                ),
+            )
+        )
+        # ... and no exclusive task waits since before it (no starvation).
+        earlier = aliased(t)
+        queued = exists().where(
+            and_(
+                earlier.c.state == WAITING,
+                earlier.c.kind.in_(EXCLUSIVE),
+                earlier.c.created < t.c.created,
             )
         )
         with self._claim_lock, db.writing(self.engine) as conn:
             row = conn.execute(
                 select(t.c.id, t.c.kind, t.c.args, t.c.repository_id)
-                .where(t.c.state == WAITING, ~busy)
+                .where(t.c.state == WAITING, ~busy, ~queued)
                 .order_by(t.c.created)
                 .limit(1)
             ).first()
@@ -253,6 +273,7 @@ class TaskRunner:
             self._cancel.pop(task_id, None)
         values["finished"] = time.time()
         values["progress"] = ctx._progress
+        values["result"] = ctx.result
         with db.writing(self.engine) as conn:
             conn.execute(update(db.tasks).where(db.tasks.c.id == task_id).values(**values))
         if self.on_finished is not None:

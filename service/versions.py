@@ -74,9 +74,7 @@ def load_state(conn: Connection, repository_id: int, number: int) -> VersionStat
             select(r.c.name, r.c.commit)
             .join(rc, and_(rc.c.kind == Kind.REF, rc.c.content_id == r.c.id))
             .where(mine)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     state.commits = set(
         conn.execute(
@@ -90,14 +88,14 @@ def load_state(conn: Connection, repository_id: int, number: int) -> VersionStat
             select(o.c.checksum, o.c.type)
             .join(rc, and_(rc.c.kind == Kind.OBJECT, rc.c.content_id == o.c.id))
             .where(mine)
-        ).tuples()
+        )
     )
     state.deltas = set(
         conn.execute(
             select(d.c.from_commit, d.c.to_commit, d.c.digest)
             .join(rc, and_(rc.c.kind == Kind.DELTA, rc.c.content_id == d.c.id))
             .where(mine)
-        ).tuples()
+        )
     )
     return state
 
@@ -121,7 +119,7 @@ def commit_closure(
         out.add((checksum, ObjectType.COMMIT))
         if repo.has_object(checksum, ObjectType.COMMIT_META):
             out.add((checksum, ObjectType.COMMIT_META))
-        stack = [(info.root_dirtree, info.root_dirmeta)]
+        stack: list[tuple[str, str]] = [(info.root_dirtree, info.root_dirmeta)]
         while stack:
             tree, meta = stack.pop()
             out.add((meta, ObjectType.DIR_META))
@@ -129,9 +127,9 @@ def commit_closure(
             if key in out or key in have:
                 continue
             out.add(key)
-            parsed = repo.read_dirtree(tree, verify=False)
-            out.update((f, ObjectType.FILE) for _n, f in parsed.files)
-            stack.extend((t, m) for _n, t, m in parsed.dirs)
+            files, dirs = pool.children(tree)
+            out.update((f, ObjectType.FILE) for f in files)
+            stack.extend(dirs)
     return out
 
 
@@ -282,7 +280,8 @@ def create_version(
     """Record ``new`` as the repository's next version; None when nothing changed.
 
     ``base`` must be the state of the latest version (the caller holds the
-    repository's task lock, so it cannot move).  Runs in the caller's transaction.
+    repository's task lock, so it cannot move).  Runs in the caller's transaction,
+    which also applies the repository's ``retain_versions``.
     """
     if (
         new.refs == base.refs
@@ -362,6 +361,7 @@ def create_version(
         .where(db.repositories.c.id == repository_id)
         .values(next_version=number + 1)
     )
+    apply_retention(conn, repository_id)
     return number
 
 
@@ -392,3 +392,46 @@ def delete_version(conn: Connection, repository_id: int, number: int) -> None:
         .exists()
     )
     conn.execute(rc.delete().where(rc.c.repository_id == repository_id, ~covered))
+
+
+def apply_retention(conn: Connection, repository_id: int) -> list[int]:
+    """Delete the versions older than the latest ``retain_versions``; returns them."""
+    keep = conn.execute(
+        select(db.repositories.c.retain_versions).where(db.repositories.c.id == repository_id)
+    ).scalar()
+    if not keep:
+        return []
+    rv = db.repository_versions
+    numbers = list(
+        conn.execute(
+            select(rv.c.number)
+            .where(rv.c.repository_id == repository_id)
+            .order_by(rv.c.number.desc())
+        ).scalars()
+    )
+    old = sorted(numbers[keep:])
+    for number in old:
+        delete_version(conn, repository_id, number)
+    return old
+
+
+def history(parents: dict[str, str | None], head: str, depth: int) -> list[str]:
+    """``head`` and its ancestors held in ``parents``, to ``depth`` (0 = head only,
+    N parents, -1 = all); a parent that is not held ends the history."""
+    out = [head]
+    current = parents.get(head)
+    while current is not None and current in parents and (depth < 0 or len(out) <= depth):
+        out.append(current)
+        current = parents[current]
+    return out
+
+
+def commit_parents(conn: Connection, checksums: Iterable[str]) -> dict[str, str | None]:
+    """checksum → parent for commits (from the ``commits`` rows)."""
+    c = db.commits
+    out: dict[str, str | None] = {}
+    for chunk in _chunks(sorted(checksums)):
+        out.update(
+            conn.execute(select(c.c.checksum, c.c.parent).where(c.c.checksum.in_(chunk))).all()
+        )
+    return out

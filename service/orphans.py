@@ -1,0 +1,104 @@
+"""Orphan cleanup: delete what no version of any repository references.
+
+Runs as an exclusive task (no other task runs beside it — see
+``service.tasks.EXCLUSIVE``), so no import can be counting a pool object as
+present while it is deleted.  ``older_than`` (seconds) additionally spares
+files modified recently.
+
+Order: database rows first (content rows no ``repository_content`` row points
+at), then files: pool objects with no ``objects`` row, summary files no
+version names, and stale staging directories under ``tmp/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, and_, select
+
+from libpyostree.objects import ObjectType
+
+from . import db
+from .db import Kind
+from .pool import Pool
+
+_SUFFIX = {t.archive_suffix: t for t in ObjectType}
+
+
+@dataclass
+class CleanupResult:
+    rows_deleted: dict[str, int]
+    files_deleted: int
+    bytes_freed: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "rows_deleted": self.rows_deleted,
+            "files_deleted": self.files_deleted,
+            "bytes_freed": self.bytes_freed,
+        }
+
+
+def cleanup(
+    engine: Engine,
+    pool: Pool,
+    older_than: float = 0.0,
+    progress: Callable[[str, int, int | None], None] | None = None,
+) -> CleanupResult:
+    cutoff = time.time() - older_than
+    rc = db.repository_content
+    rows: dict[str, int] = {}
+    with db.writing(engine) as conn:
+        for name, table, kind in (
+            ("objects", db.objects, Kind.OBJECT),
+            ("commits", db.commits, Kind.COMMIT),
+            ("refs", db.refs, Kind.REF),
+            ("deltas", db.deltas, Kind.DELTA),
+        ):
+            used = select(rc.c.id).where(and_(rc.c.kind == kind, rc.c.content_id == table.c.id))
+            rows[name] = int(conn.execute(table.delete().where(~used.exists())).rowcount)
+    with engine.connect() as conn:
+        wanted = {(c, t) for c, t in conn.execute(select(db.objects.c.checksum, db.objects.c.type))}
+        summaries = set(conn.execute(select(db.repository_versions.c.summary_digest)).scalars())
+    files = freed = 0
+    root = pool.repo.path / "objects"
+    prefixes = sorted(os.listdir(root)) if root.is_dir() else []
+    for i, prefix in enumerate(prefixes):
+        if progress is not None:
+            progress("Scanning pool objects (directories)", i, len(prefixes))
+        directory = root / prefix
+        for entry in os.scandir(directory):
+            stem, _, suffix = entry.name.partition(".")
+            otype = _SUFFIX.get(suffix)
+            if otype is not None and (prefix + stem, int(otype)) in wanted:
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if st.st_mtime > cutoff:
+                continue
+            os.unlink(entry.path)
+            files += 1
+            freed += st.st_size
+    for directory in pool.files.iterdir() if pool.files.is_dir() else []:
+        for entry in os.scandir(directory):
+            if directory.name + entry.name in summaries:
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if st.st_mtime <= cutoff:
+                os.unlink(entry.path)
+                files += 1
+                freed += st.st_size
+    tmp = pool.repo.path / "tmp"
+    for entry in os.scandir(tmp) if tmp.is_dir() else []:
+        # Staging directories of imports that died; an exclusive task runs alone.
+        if entry.stat(follow_symlinks=False).st_mtime <= cutoff:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+    if progress is not None:
+        progress("Scanning pool objects (directories)", len(prefixes), len(prefixes))
+    return CleanupResult(rows, files, freed)
