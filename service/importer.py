@@ -1,4 +1,4 @@
-"""Run a library import in a child process.
+"""Run a library import in a child process (``python -m service.importer``).
 
 Why a child: the service process has threads (the event loop, task workers),
 so the library would verify content in threads under the GIL; a fresh,
@@ -7,25 +7,30 @@ core.  Its peak memory goes back to the system when it exits, a crash in it
 cannot take the service down, and cancelling is terminating it (objects it
 already wrote are complete and verified; unreferenced ones are orphans).
 
-The child reports progress and its result over a pipe.
+Protocol: the request is one JSON object on the child's stdin; the child
+writes JSON lines to stdout — ``["progress", objects, bytes_read,
+bytes_total]`` …, then ``["done", result]`` or ``["error", code, message]``.
+A plain subprocess rather than ``multiprocessing``: spawn would re-import the
+embedding program's ``__main__``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-import multiprocessing
 import os
-import traceback
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from libpyostree.errors import OstreeError
 
-_SPAWN = multiprocessing.get_context("spawn")
 log = logging.getLogger("pyostree.import")
-_POLL = 0.25
 
 
 class ImportFailed(OstreeError):
@@ -49,40 +54,50 @@ def _snake(name: str) -> str:
     return "".join("_" + ch.lower() if ch.isupper() else ch for ch in name).lstrip("_")
 
 
-def _child(pool: str, kwargs: dict[str, Any], conn: Connection) -> None:
+def _emit(out: IO[str], *message: Any) -> None:
+    out.write(json.dumps(message) + "\n")
+    out.flush()
+
+
+def child_main() -> int:
     from libpyostree.archive import ImportProgress, import_archive
     from libpyostree.names import Checksum
     from libpyostree.repo import Repo
 
-    parent = kwargs.pop("parent_pid")
+    out = sys.stdout
+    sys.stdout = sys.stderr  # nothing else may write to the protocol stream
+    request = json.loads(sys.stdin.readline())
+    parent = int(request["parent_pid"])
 
     def progress(p: ImportProgress) -> None:
         if os.getppid() != parent:  # the service died (kill -9): stop, don't finish alone
             os._exit(1)
-        conn.send(("progress", p.objects, p.bytes_read, p.bytes_total))
+        _emit(out, "progress", p.objects, p.bytes_read, p.bytes_total)
 
     try:
-        refs = {n: Checksum(c) for n, c in kwargs.pop("target_refs").items()}
         result = import_archive(
-            Repo.open(pool), progress=progress, target_refs=refs, update_summary=False, **kwargs
-        )
-        conn.send(
-            (
-                "done",
-                ChildResult(
-                    [str(c) for c in result.commits],
-                    {n: str(c) for n, c in result.refs.items()},
-                    result.objects_added,
-                    result.objects_present,
-                ),
-            )
+            Repo.open(request["pool"]),
+            request["archive"],
+            ref=request["ref"],
+            sha256=request["sha256"],
+            target_refs={n: Checksum(c) for n, c in request["target_refs"].items()},
+            progress=progress,
+            update_summary=False,
         )
     except OstreeError as exc:
-        conn.send(("error", _snake(type(exc).__name__), str(exc)))
-    except BaseException as exc:
-        conn.send(("error", "internal", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-    finally:
-        conn.close()
+        _emit(out, "error", _snake(type(exc).__name__), str(exc))
+        return 1
+    _emit(
+        out,
+        "done",
+        {
+            "commits": [str(c) for c in result.commits],
+            "refs": {n: str(c) for n, c in result.refs.items()},
+            "objects_added": result.objects_added,
+            "objects_present": result.objects_present,
+        },
+    )
+    return 0
 
 
 def run_import(
@@ -101,47 +116,66 @@ def run_import(
     when ``canceled()`` turns true the child is terminated and
     :class:`ImportFailed` (code ``canceled``) raised.
     """
-    receiver, sender = _SPAWN.Pipe(duplex=False)
-    kwargs: dict[str, Any] = {
+    request = {
+        "pool": pool,
         "archive": archive,
         "ref": ref,
         "sha256": sha256,
         "target_refs": target_refs,
+        "parent_pid": os.getpid(),
     }
-    # Not a daemon: daemonic processes may not fork the library's verification workers.
-    kwargs["parent_pid"] = os.getpid()
-    child = _SPAWN.Process(target=_child, args=(pool, kwargs, sender))
-    child.start()
-    sender.close()
+    env = dict(os.environ)
+    here = str(Path(__file__).resolve().parents[1])  # this very code, not another install
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "service.importer"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    errors: list[str] = []
+    drain = threading.Thread(target=lambda: errors.extend(child.stderr), daemon=True)  # type: ignore[arg-type]
+    drain.start()
+    watcher = threading.Thread(target=_watch, args=(child, canceled), daemon=True)
+    watcher.start()
     try:
-        while True:
-            if canceled():
-                child.terminate()
-                raise ImportFailed("canceled", "Canceled on request")
-            if not receiver.poll(_POLL):
-                if not child.is_alive() and not receiver.poll():
-                    raise ImportFailed(
-                        "internal", f"The import process died (exit code {child.exitcode})"
-                    )
-                continue
-            try:
-                message = receiver.recv()
-            except EOFError:
-                raise ImportFailed(
-                    "internal", f"The import process died (exit code {child.exitcode})"
-                ) from None
+        child.stdin.write(json.dumps(request) + "\n")
+        child.stdin.close()
+        for line in child.stdout:
+            message = json.loads(line)
             if message[0] == "progress":
                 progress(*message[1:])
             elif message[0] == "done":
-                result: ChildResult = message[1]
-                return result
+                return ChildResult(**message[1])
             else:
-                if len(message) > 3:
-                    log.error("import process crashed:\n%s", message[3])
                 raise ImportFailed(message[1], message[2])
+        child.wait()
+        if canceled():
+            raise ImportFailed("canceled", "Canceled on request")
+        drain.join(timeout=5)
+        log.error("import process failed (exit code %s):\n%s", child.returncode, "".join(errors))
+        tail = "".join(errors).strip().splitlines()[-1:] or ["no output"]
+        raise ImportFailed(
+            "internal", f"The import process failed (exit code {child.returncode}): {tail[0]}"
+        )
     finally:
-        receiver.close()
-        child.join(timeout=30)
-        if child.is_alive():
+        if child.poll() is None:
             child.kill()
-            child.join()
+        child.wait()
+
+
+def _watch(child: subprocess.Popen[str], canceled: Callable[[], bool]) -> None:
+    """Terminate the child as soon as cancellation is requested."""
+    while child.poll() is None:
+        if canceled():
+            child.terminate()
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=0.25)
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())
