@@ -165,6 +165,10 @@ def run_import(
         if child.poll() is None:
             child.kill()
         child.wait()
+        child.stdout.close()
+        drain.join(timeout=5)
+        if not drain.is_alive():
+            child.stderr.close()
 
 
 def _watch(child: subprocess.Popen[str], canceled: Callable[[], bool]) -> None:
