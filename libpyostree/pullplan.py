@@ -1,0 +1,399 @@
+"""The pull planner: what to fetch next from an OSTree HTTP repository, sans I/O.
+
+A :class:`Planner` is fed the bytes of what it asked for and answers with
+more requests, like ostree 2022.x's object walk (``reference/ostree-format.md``
+§4.2 and §4.4):
+
+1. ``config`` (required: non-archive remotes are refused), ``summary`` and
+   ``summary.sig`` (optional, unless every ref is wanted).
+2. Refs resolve through the summary (normal form required; its commit sizes
+   cap the ``.commit`` downloads), or through ``refs/heads/NAME`` without one.
+3. Each wanted commit: ``.commitmeta`` (404 is fine) and ``.commit``; then its
+   root dirmeta and dirtree, every dirtree entry, and parents to ``depth``
+   (0: the commit only, N, -1: all; a missing parent ends the history).
+
+Nothing held locally is fetched again.  Dirtrees held locally are read
+(through ``read_local``) so their missing children are still found — an
+interrupted pull may have stored a tree but not all of its files.  Commits are
+the exception: the caller stores them last, so a stored commit means a
+complete closure and its tree is not walked.
+
+The planner verifies metadata (sha256 of the bytes, normal form, structure,
+file names, ref bindings) before using it; verifying ``.filez`` content is the
+driver's job (CPU-heavy, done in parallel), which then calls :meth:`Planner.stored`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .errors import CorruptObjectError, OstreeError
+from .gvariant import is_normal_form
+from .keyfile import KeyFile
+from .names import Checksum, is_checksum, validate_rev
+from .objects import ObjectType, parse_commit, parse_dirmeta, parse_dirtree
+from .objects.summary import Summary, parse_summary
+
+MAX_METADATA_SIZE = 128 * 1024 * 1024
+"""OSTREE_MAX_METADATA_SIZE."""
+
+
+class PullError(OstreeError):
+    """The remote is unusable or lacks something required (refs, objects, config)."""
+
+
+class FetchKind(enum.Enum):
+    CONFIG = "config"
+    SUMMARY = "summary"
+    SUMMARY_SIG = "summary.sig"
+    REF = "ref"
+    OBJECT = "object"
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """One file to GET, relative to the remote's URL."""
+
+    path: str
+    kind: FetchKind
+    checksum: str | None = None
+    objtype: ObjectType | None = None
+    optional: bool = False
+    """A 404 (or 403/410) is an answer, not an error."""
+    max_size: int | None = None
+    ref: str | None = None
+
+
+def object_path(checksum: str, objtype: ObjectType) -> str:
+    return f"objects/{checksum[:2]}/{checksum[2:]}.{objtype.archive_suffix}"
+
+
+@dataclass
+class PullResult:
+    refs: dict[str, Checksum]
+    """The remote's refs that were pulled, name → commit."""
+    commits: dict[Checksum, bytes]
+    """Commits fetched in this pull, verified; the caller stores them last."""
+    commitmeta: dict[Checksum, bytes]
+    visited: set[Checksum]
+    """Every commit of the pulled histories (fetched or already held), to depth."""
+    summary: bytes | None
+    summary_sig: bytes | None
+    fetched: int = 0
+    """Objects fetched (metadata and content)."""
+
+
+@dataclass
+class _CommitWant:
+    depth: int
+    optional: bool
+    binding: str | None
+
+
+@dataclass
+class Planner:
+    refs: Sequence[str] | None
+    """Refs to pull; None for every ref of the remote's summary."""
+    depth: int
+    have: Callable[[str, ObjectType], bool]
+    read_local: Callable[[str, ObjectType], bytes]
+    check_bindings: bool = True
+
+    _queue_meta: deque[Fetch] = field(default_factory=deque)
+    _queue_content: deque[Fetch] = field(default_factory=deque)
+    _outstanding: int = 0
+    _discovery: dict[FetchKind, bytes | None] = field(default_factory=dict)
+    _summary: Summary | None = None
+    _commit_sizes: dict[str, int] = field(default_factory=dict)
+    _resolved: dict[str, Checksum] = field(default_factory=dict)
+    _depths: dict[str, int] = field(default_factory=dict)
+    _wants: dict[str, _CommitWant] = field(default_factory=dict)
+    _parsed_parent: dict[str, str | None] = field(default_factory=dict)
+    _seen: set[tuple[str, ObjectType]] = field(default_factory=set)
+    _commits: dict[Checksum, bytes] = field(default_factory=dict)
+    _commitmeta: dict[Checksum, bytes] = field(default_factory=dict)
+    _fetched: int = 0
+    _started: bool = False
+
+    def __post_init__(self) -> None:
+        if self.depth < -1:
+            raise OstreeError("depth must be -1 (all), 0 or a positive number")
+        for ref in self.refs or ():
+            validate_rev(ref)
+
+    # -- driving --------------------------------------------------------------------
+
+    def start(self) -> list[Fetch]:
+        """The discovery requests; fetch them all, then feed each answer."""
+        assert not self._started, "start() once"
+        self._started = True
+        every_ref = self.refs is None
+        first = [
+            Fetch("config", FetchKind.CONFIG),
+            Fetch("summary", FetchKind.SUMMARY, optional=not every_ref, max_size=MAX_METADATA_SIZE),
+            Fetch("summary.sig", FetchKind.SUMMARY_SIG, optional=True, max_size=MAX_METADATA_SIZE),
+        ]
+        self._outstanding += len(first)
+        return first
+
+    def pop(self, limit: int) -> list[Fetch]:
+        """Up to ``limit`` requests to start now; metadata first."""
+        out: list[Fetch] = []
+        while len(out) < limit and (self._queue_meta or self._queue_content):
+            queue = self._queue_meta or self._queue_content
+            out.append(queue.popleft())
+        return out
+
+    @property
+    def done(self) -> bool:
+        return self._started and self._outstanding == 0
+
+    def feed(self, fetch: Fetch, data: bytes | None) -> list[tuple[Checksum, ObjectType, bytes]]:
+        """The answer to ``fetch`` (None: not found).  Returns verified dirtrees and
+        dirmetas the caller should store now.  Content (``.filez``) answers go to
+        :meth:`stored` instead, once the driver has verified and written them."""
+        self._outstanding -= 1
+        if data is None and not fetch.optional:
+            if fetch.kind is FetchKind.SUMMARY:
+                raise PullError("The remote has no summary: name the refs to pull")
+            raise PullError(f"Server returned 404 for {fetch.path}: it is required")
+        if fetch.kind is FetchKind.OBJECT:
+            if data is not None:
+                self._fetched += 1
+            return self._object(fetch, data)
+        if fetch.kind is FetchKind.REF:
+            assert fetch.ref is not None and data is not None
+            self._resolved[fetch.ref] = _parse_ref_file(fetch.ref, data)
+            if len(self._resolved) == len(self.refs or ()):
+                self._want_heads()
+            return []
+        self._discovery[fetch.kind] = data
+        if len(self._discovery) == 3:
+            self._discovered()
+        return []
+
+    def stored(self, fetch: Fetch) -> None:
+        """The driver verified and stored the ``.filez`` of ``fetch``."""
+        self._outstanding -= 1
+        self._fetched += 1
+
+    def result(self) -> PullResult:
+        assert self.done, "the pull is not finished"
+        return PullResult(
+            refs=dict(self._resolved),
+            commits=dict(self._commits),
+            commitmeta=dict(self._commitmeta),
+            visited={Checksum(c) for c in self._depths if c in self._parsed_parent},
+            summary=self._discovery.get(FetchKind.SUMMARY),
+            summary_sig=self._discovery.get(FetchKind.SUMMARY_SIG),
+            fetched=self._fetched,
+        )
+
+    # -- discovery -------------------------------------------------------------------
+
+    def _discovered(self) -> None:
+        config = self._discovery.get(FetchKind.CONFIG)
+        assert config is not None
+        _check_config(config)
+        summary = self._discovery.get(FetchKind.SUMMARY)
+        if summary is not None:
+            try:
+                self._summary = parse_summary(summary)
+            except OstreeError as exc:
+                raise PullError(f"The remote's summary is invalid: {exc}") from None
+            remote = {r.name: r for r in self._summary.refs}
+            self._commit_sizes = {r.checksum: r.commit_size for r in self._summary.refs}
+            names = list(remote) if self.refs is None else list(self.refs)
+            for name in names:
+                entry = remote.get(name)
+                if entry is None:
+                    raise PullError(f"Ref {name} is not in the remote's summary")
+                self._resolved[name] = entry.checksum
+            self._want_heads()
+            return
+        assert self.refs is not None  # summary is required otherwise
+        if not self.refs:
+            return
+        for ref in self.refs:
+            self._push(Fetch(f"refs/heads/{ref}", FetchKind.REF, ref=ref, max_size=4096))
+
+    def _want_heads(self) -> None:
+        for name, commit in self._resolved.items():
+            self._want_commit(commit, self.depth, optional=False, binding=name)
+
+    # -- the object walk -----------------------------------------------------------------
+
+    def _push(self, fetch: Fetch) -> None:
+        self._outstanding += 1
+        if fetch.objtype is ObjectType.FILE:
+            self._queue_content.append(fetch)
+        else:
+            self._queue_meta.append(fetch)
+
+    def _want_commit(
+        self, checksum: str, depth: int, *, optional: bool, binding: str | None
+    ) -> None:
+        previous = self._depths.get(checksum)
+        if previous is not None and (previous == -1 or (depth != -1 and depth <= previous)):
+            return
+        self._depths[checksum] = depth
+        if checksum in self._parsed_parent:  # already known: only the history goes deeper
+            self._want_parent(checksum)
+            return
+        if checksum in self._wants:
+            return  # in flight; the deeper depth applies when it arrives
+        self._wants[checksum] = _CommitWant(depth, optional, binding)
+        if self.have(checksum, ObjectType.COMMIT):
+            # A stored commit has its whole closure (commits are stored last).
+            data = self.read_local(checksum, ObjectType.COMMIT)
+            info = parse_commit(data)
+            self._parsed_parent[checksum] = info.parent
+            self._check_binding(checksum, info.ref_bindings, binding)
+            self._want_parent(checksum)
+            return
+        max_size = self._commit_sizes.get(checksum, MAX_METADATA_SIZE)
+        self._push(
+            Fetch(
+                object_path(checksum, ObjectType.COMMIT_META),
+                FetchKind.OBJECT,
+                checksum,
+                ObjectType.COMMIT_META,
+                optional=True,
+                max_size=MAX_METADATA_SIZE,
+            )
+        )
+        self._push(
+            Fetch(
+                object_path(checksum, ObjectType.COMMIT),
+                FetchKind.OBJECT,
+                checksum,
+                ObjectType.COMMIT,
+                optional=optional,
+                max_size=max_size,
+            )
+        )
+
+    def _want_parent(self, checksum: str) -> None:
+        depth = self._depths[checksum]
+        parent = self._parsed_parent.get(checksum)
+        if parent is None or depth == 0:
+            return
+        self._want_commit(parent, -1 if depth < 0 else depth - 1, optional=True, binding=None)
+
+    def _want(self, checksum: str, objtype: ObjectType) -> None:
+        key = (checksum, objtype)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        if self.have(checksum, objtype):
+            if objtype is ObjectType.DIR_TREE:
+                self._scan_tree(checksum, self.read_local(checksum, objtype))
+            return
+        self._push(
+            Fetch(
+                object_path(checksum, objtype),
+                FetchKind.OBJECT,
+                checksum,
+                objtype,
+                max_size=None if objtype is ObjectType.FILE else MAX_METADATA_SIZE,
+            )
+        )
+
+    def _scan_tree(self, checksum: str, data: bytes) -> None:
+        tree = parse_dirtree(data)
+        for _name, file_csum in tree.files:
+            self._want(file_csum, ObjectType.FILE)
+        for _name, sub_tree, sub_meta in tree.dirs:
+            self._want(sub_meta, ObjectType.DIR_META)
+            self._want(sub_tree, ObjectType.DIR_TREE)
+        del checksum
+
+    def _object(self, fetch: Fetch, data: bytes | None) -> list[tuple[Checksum, ObjectType, bytes]]:
+        checksum, objtype = fetch.checksum, fetch.objtype
+        assert checksum is not None and objtype is not None
+        if objtype is ObjectType.COMMIT_META:
+            if data is not None:
+                if not is_normal_form("a{sv}", data):
+                    raise CorruptObjectError(
+                        f"Detached metadata of {checksum} is not normal-form a{{sv}}",
+                        checksum=checksum,
+                        objtype="commitmeta",
+                    )
+                self._commitmeta[Checksum(checksum)] = data
+            return []
+        if data is None:  # an optional (parent) commit the remote does not have
+            self._wants.pop(checksum, None)
+            self._commitmeta.pop(Checksum(checksum), None)
+            return []
+        _verify_name(checksum, objtype, data)
+        try:
+            if objtype is ObjectType.COMMIT:
+                info = parse_commit(data)
+            elif objtype is ObjectType.DIR_TREE:
+                self._scan_tree(checksum, data)
+                return [(Checksum(checksum), objtype, data)]
+            elif objtype is ObjectType.DIR_META:
+                parse_dirmeta(data)
+                return [(Checksum(checksum), objtype, data)]
+            else:
+                raise PullError(f"Unexpected object {fetch.path}")
+        except CorruptObjectError:
+            raise
+        except OstreeError as exc:
+            raise CorruptObjectError(
+                f"Corrupted {objtype.name_str} object {checksum}: {exc}",
+                checksum=checksum,
+                objtype=objtype.name_str,
+            ) from None
+        want = self._wants[checksum]
+        self._check_binding(checksum, info.ref_bindings, want.binding)
+        self._commits[Checksum(checksum)] = data
+        self._parsed_parent[checksum] = info.parent
+        self._want(info.root_dirmeta, ObjectType.DIR_META)
+        self._want(info.root_dirtree, ObjectType.DIR_TREE)
+        self._want_parent(checksum)
+        return []
+
+    def _check_binding(self, checksum: str, bindings: list[str], ref: str | None) -> None:
+        if self.check_bindings and ref is not None and bindings and ref not in bindings:
+            raise PullError(
+                f"Commit {checksum} has no requested ref {ref!r} in its ref binding metadata "
+                f"({', '.join(bindings)})"
+            )
+
+
+def _verify_name(checksum: str, objtype: ObjectType, data: bytes) -> None:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != checksum:
+        raise CorruptObjectError(
+            f"Corrupted {objtype.name_str} object; checksum expected={checksum} actual={actual}",
+            checksum=checksum,
+            objtype=objtype.name_str,
+            expected=checksum,
+            actual=actual,
+        )
+
+
+def _parse_ref_file(ref: str, data: bytes) -> Checksum:
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        text = ""
+    if not is_checksum(text):
+        shown = data[:64].decode("utf-8", "replace")
+        raise PullError(f"Invalid rev {shown!r} for ref {ref}: the remote answered something else")
+    return Checksum(text)
+
+
+def _check_config(data: bytes) -> None:
+    try:
+        config = KeyFile.parse(data.decode("utf-8"))
+    except (UnicodeDecodeError, OstreeError) as exc:
+        raise PullError(f"The remote's config is not a valid key file: {exc}") from None
+    mode = config.get("core", "mode") or "bare"
+    if mode not in ("archive", "archive-z2"):
+        raise PullError(f"Can't pull from archives with mode {mode!r}: only archive remotes")
