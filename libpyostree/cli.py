@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from . import __version__
 from .checkout import checkout
 from .commit import commit_directory
+from .diff import diff_commits
 from .errors import OstreeError
 from .fsck import fsck
 from .gvariant import Variant
@@ -187,6 +188,22 @@ def _ls_file(repo: Repo, checksum: str, path: str, show_checksum: bool) -> None:
     print(f"{mode} {header.uid} {header.gid} {len(content):>6}{csum} {path}{extra}")
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    """The lines of ``ostree diff FROM TO``; with one revision, ``REV^`` against ``REV``."""
+    from_rev, to_rev = (
+        (args.rev + "^", args.rev) if args.to_rev is None else (args.rev, args.to_rev)
+    )
+    for rev in (from_rev, to_rev):
+        if rev.startswith(("/", "./")):  # ostree compares with a directory on disk here
+            raise CliError(f"comparing with a directory on disk is not supported: {rev}")
+    result = diff_commits(_open(args), from_rev, to_rev)
+    text = "".join(line + "\n" for line in result.lines())
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+    sys.stdout.buffer.flush()
+    return 0
+
+
 def cmd_checkout(args: argparse.Namespace) -> int:
     checkout(_open(args), args.rev, args.dest, xattrs=args.xattrs, subpath=args.subpath)
     return 0
@@ -329,6 +346,9 @@ def _parser(extend: Extend | None = None) -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", default="/")
     p.add_argument("-R", "--recursive", action="store_true")
     p.add_argument("-C", "--checksum", action="store_true")
+    p = verb("diff", cmd_diff, "changed paths between two commits (as `ostree diff`)")
+    p.add_argument("rev", metavar="FROM", help="with TO omitted: REV, compared with REV^")
+    p.add_argument("to_rev", nargs="?", metavar="TO")
     p = verb("checkout", cmd_checkout, "write a commit's tree to a new directory")
     p.add_argument("rev", metavar="REV")
     p.add_argument("dest", metavar="DEST")
