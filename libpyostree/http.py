@@ -81,7 +81,10 @@ class Transport:
             "maxsize": max(options.concurrency, 1),
             "block": True,
             "headers": headers,
-            "retries": False,
+            # Our own retry loop below; urllib3 only follows redirects.
+            "retries": urllib3.Retry(
+                total=None, connect=0, read=0, other=0, status=0, redirect=5
+            ),
             "timeout": urllib3.Timeout(connect=min(options.timeout, 30.0), read=options.timeout),
         }
         if base_url.startswith("https://"):
