@@ -303,6 +303,61 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    from .http import RemoteOptions
+    from .pull import PullProgress, pull
+
+    repo = _open(args)
+    last = [0.0]
+
+    def show(p: PullProgress) -> None:
+        now = time.monotonic()
+        if now - last[0] < 1.0:
+            return
+        last[0] = now
+        print(
+            f"{p.objects_fetched} objects, {p.bytes_fetched / 1e6:.1f} MB fetched, "
+            f"{p.outstanding} outstanding",
+            file=sys.stderr,
+        )
+
+    headers = {}
+    for item in args.header or []:
+        name, sep, value = item.partition(":")
+        if not sep:
+            raise CliError(f"--header needs NAME: VALUE, not {item!r}")
+        headers[name.strip()] = value.strip()
+    options = RemoteOptions(
+        tls_validation=not args.insecure,
+        ca_cert=args.ca_cert,
+        client_cert=args.client_cert,
+        client_key=args.client_key,
+        username=args.username,
+        password=args.password,
+        headers=headers,
+        proxy_url=args.proxy,
+        concurrency=args.jobs,
+    )
+    result = pull(
+        repo,
+        args.url,
+        args.refs or None,
+        depth=args.depth,
+        mirror=args.mirror,
+        remote=args.remote,
+        options=options,
+        progress=None if args.quiet else show,
+    )
+    for name, commit in sorted(result.refs.items()):
+        print(f"{name} {commit}")
+    if not args.quiet:
+        print(
+            f"{len(result.commits)} commits, {result.fetched} objects fetched",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def cmd_cat(args: argparse.Namespace) -> int:
     repo = _open(args)
     header, content = repo.read_file(args.checksum)
@@ -376,6 +431,22 @@ def _parser(extend: Extend | None = None) -> argparse.ArgumentParser:
     p.add_argument("--sha256", help="expected sha256 of the whole archive file")
     p.add_argument("--repo-dir", help="repository directory inside the archive")
     p.add_argument("--require-full-history", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p = verb("pull", cmd_pull, "pull refs from an OSTree HTTP repository, verified")
+    p.add_argument("url", metavar="URL")
+    p.add_argument("refs", nargs="*", metavar="REF", help="refs to pull (default: every ref)")
+    p.add_argument("--depth", type=int, default=0, help="parents to pull; -1 for all")
+    p.add_argument("--mirror", action="store_true", help="write refs/heads (and the summary)")
+    p.add_argument("--remote", default="origin", help="refs/remotes/REMOTE/… without --mirror")
+    p.add_argument("--jobs", type=int, default=16, help="requests in flight")
+    p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    p.add_argument("--ca-cert", help="CA bundle (PEM file)")
+    p.add_argument("--client-cert", help="TLS client certificate (PEM file)")
+    p.add_argument("--client-key", help="TLS client key (PEM file)")
+    p.add_argument("--username")
+    p.add_argument("--password")
+    p.add_argument("--header", action="append", help="extra header NAME: VALUE (repeatable)")
+    p.add_argument("--proxy", help="proxy URL")
     p.add_argument("-q", "--quiet", action="store_true")
     p = verb("cat", cmd_cat, "print a file object's content")
     p.add_argument("checksum")
