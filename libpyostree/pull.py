@@ -52,12 +52,14 @@ def pull(
     options: RemoteOptions | None = None,
     progress: Callable[[PullProgress], None] | None = None,
     write_refs: bool = True,
+    ref_filter: Callable[[str], bool] | None = None,
 ) -> PullResult:
     """Pull ``refs`` (None: every ref in the remote's summary) with history to ``depth``.
 
     Refs are written as ``refs/heads/NAME`` with ``mirror``, else as
     ``refs/remotes/REMOTE/NAME``; ``write_refs=False`` writes none (the
-    service's pool: the result says what was pulled).  A mirror of every ref
+    service's pool: the result says what was pulled); ``ref_filter`` drops refs
+    (the service's include/exclude globs).  A mirror of every ref
     also stores the remote's ``summary`` (and ``summary.sig``) verbatim, as
     ostree does.
     """
@@ -70,6 +72,7 @@ def pull(
         depth=depth,
         have=repo.has_object,
         read_local=repo.read_object_raw,
+        ref_filter=ref_filter,
     )
     tmpdir = str(repo.path / "tmp")
     objects_dir = str(repo.path / "objects")

@@ -102,6 +102,8 @@ class Planner:
     have: Callable[[str, ObjectType], bool]
     read_local: Callable[[str, ObjectType], bytes]
     check_bindings: bool = True
+    ref_filter: Callable[[str], bool] | None = None
+    """Which refs to keep (the service's include/exclude globs)."""
 
     _queue_meta: deque[Fetch] = field(default_factory=deque)
     _queue_content: deque[Fetch] = field(default_factory=deque)
@@ -168,7 +170,7 @@ class Planner:
         if fetch.kind is FetchKind.REF:
             assert fetch.ref is not None and data is not None
             self._resolved[fetch.ref] = _parse_ref_file(fetch.ref, data)
-            if len(self._resolved) == len(self.refs or ()):
+            if len(self._resolved) == len(self._names()):
                 self._want_heads()
             return []
         self._discovery[fetch.kind] = data
@@ -207,7 +209,7 @@ class Planner:
                 raise PullError(f"The remote's summary is invalid: {exc}") from None
             remote = {r.name: r for r in self._summary.refs}
             self._commit_sizes = {r.checksum: r.commit_size for r in self._summary.refs}
-            names = list(remote) if self.refs is None else list(self.refs)
+            names = self._names(list(remote))
             for name in names:
                 entry = remote.get(name)
                 if entry is None:
@@ -216,10 +218,15 @@ class Planner:
             self._want_heads()
             return
         assert self.refs is not None  # summary is required otherwise
-        if not self.refs:
-            return
-        for ref in self.refs:
+        for ref in self._names():
             self._push(Fetch(f"refs/heads/{ref}", FetchKind.REF, ref=ref, max_size=4096))
+
+    def _names(self, remote: Sequence[str] = ()) -> list[str]:
+        """The refs to pull: the requested ones, else the summary's; filtered."""
+        names = list(remote) if self.refs is None else list(self.refs)
+        if self.ref_filter is not None:
+            names = [n for n in names if self.ref_filter(n)]
+        return names
 
     def _want_heads(self) -> None:
         for name, commit in self._resolved.items():

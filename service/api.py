@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -348,6 +349,27 @@ async def repository_modify(request: Request) -> Response:
     return task_ref(svc.runner.submit("modify", args.to_json(), row.id))
 
 
+async def repository_sync(request: Request) -> Response:
+    """Fetch the remote's selected refs (with history to its depth) as a new version
+    (a task); ``mirror`` makes the version equal the upstream selection."""
+    body = await json_body(request)
+    unknown = set(body) - {"remote", "mirror"}
+    if unknown:
+        raise bad_request(f"Unknown fields: {', '.join(sorted(unknown))}")
+    mirror = body.get("mirror", False)
+    if not isinstance(mirror, bool):
+        raise bad_request("mirror must be true or false")
+    remote_name = body.get("remote")
+    if not isinstance(remote_name, str):
+        raise bad_request("remote must be the name of a remote")
+    svc = service(request)
+    with svc.engine.connect() as conn:
+        row = repository_row(conn, request.path_params["name"])
+        _remote_row(conn, remote_name)
+    args = {"remote": remote_name, "mirror": mirror}
+    return task_ref(svc.runner.submit("sync", args, row.id))
+
+
 async def orphans_cleanup(request: Request) -> Response:
     """Delete pool files and rows no version of any repository references (a task)."""
     body = await json_body(request) if await request.body() else {}
@@ -454,6 +476,41 @@ async def version_diff(request: Request) -> Response:
         "removed": sorted(old.commits - new.commits),
     }
     return JSONResponse({"version": number, "base": base, "refs": refs, "commits": commits})
+
+
+async def commits_diff(request: Request) -> Response:
+    """Files added, removed and modified between two commits the repository holds
+    (like ``ostree diff``)."""
+    from libpyostree.diff import diff_commits
+
+    svc = service(request)
+    ends = [request.query_params.get("from"), request.query_params.get("to")]
+    for value in ends:
+        if value is None or not is_checksum(value):
+            raise bad_request("from and to must be commit checksums (64 lowercase hex)")
+    c, rc = db.commits, db.repository_content
+    with svc.engine.connect() as conn:
+        repo = repository_row(conn, request.path_params["name"])
+        for value in ends:
+            held = conn.execute(
+                select(rc.c.id)
+                .join(c, and_(rc.c.kind == Kind.COMMIT, rc.c.content_id == c.c.id))
+                .where(rc.c.repository_id == repo.id, c.c.checksum == value)
+                .limit(1)
+            ).first()
+            if held is None:
+                raise not_found(f"No version of repository {repo.name} holds commit {value}")
+    assert ends[0] is not None and ends[1] is not None
+    result = await run_in_threadpool(diff_commits, svc.pool.repo, ends[0], ends[1], verify=False)
+    return JSONResponse(
+        {
+            "from": ends[0],
+            "to": ends[1],
+            "added": list(result.added),
+            "removed": list(result.removed),
+            "modified": list(result.modified),
+        }
+    )
 
 
 async def refs_list(request: Request) -> Response:
@@ -944,6 +1001,8 @@ def routes() -> list[Route]:
         Route(r + "/{name}", repository_delete, methods=["DELETE"]),
         Route(r + "/{name}/import", repository_import, methods=["POST"]),
         Route(r + "/{name}/modify", repository_modify, methods=["POST"]),
+        Route(r + "/{name}/sync", repository_sync, methods=["POST"]),
+        Route(r + "/{name}/commits/diff", commits_diff, methods=["GET"]),
         Route(r + "/{name}/versions", versions_list, methods=["GET"]),
         Route(v, version_get, methods=["GET"]),
         Route(v, version_delete, methods=["DELETE"]),

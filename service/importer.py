@@ -1,4 +1,4 @@
-"""Run a library import in a child process (``python -m service.importer``).
+"""Run a library import or pull in a child process (``python -m service.importer``).
 
 Why a child: the service process has threads (the event loop, task workers),
 so the library would verify content in threads under the GIL; a fresh,
@@ -17,6 +17,7 @@ embedding program's ``__main__``.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import logging
 import os
@@ -59,44 +60,86 @@ def _emit(out: IO[str], *message: Any) -> None:
     out.flush()
 
 
-def child_main() -> int:
+def _import(request: dict[str, Any], progress: Callable[..., None]) -> dict[str, Any]:
     from libpyostree.archive import ImportProgress, import_archive
     from libpyostree.names import Checksum
     from libpyostree.repo import Repo
 
+    def report(p: ImportProgress) -> None:
+        progress(p.objects, p.bytes_read, p.bytes_total)
+
+    result = import_archive(
+        Repo.open(request["pool"]),
+        request["archive"],
+        ref=request["ref"],
+        sha256=request["sha256"],
+        target_refs={n: Checksum(c) for n, c in request["target_refs"].items()},
+        progress=report,
+        update_summary=False,
+    )
+    return {
+        "commits": [str(c) for c in result.commits],
+        "refs": {n: str(c) for n, c in result.refs.items()},
+        "objects_added": result.objects_added,
+        "objects_present": result.objects_present,
+    }
+
+
+def _pull(request: dict[str, Any], progress: Callable[..., None]) -> dict[str, Any]:
+    from libpyostree.http import RemoteOptions
+    from libpyostree.pull import PullProgress, pull
+    from libpyostree.repo import Repo
+
+    def report(p: PullProgress) -> None:
+        progress(p.objects_fetched, p.bytes_fetched, p.outstanding)
+
+    include, exclude = request["include_refs"], request["exclude_refs"]
+
+    def selected(name: str) -> bool:
+        if include is not None and not any(fnmatch.fnmatchcase(name, g) for g in include):
+            return False
+        return not (exclude and any(fnmatch.fnmatchcase(name, g) for g in exclude))
+
+    refs = None
+    if include is not None and not any(set(g) & set("*?[") for g in include):
+        refs = list(include)  # plain names: no summary needed
+    result = pull(
+        Repo.open(request["pool"]),
+        request["url"],
+        refs,
+        depth=request["depth"],
+        options=RemoteOptions(**request["options"]),
+        progress=report,
+        write_refs=False,
+        ref_filter=selected,
+    )
+    return {
+        "refs": {n: str(c) for n, c in result.refs.items()},
+        "visited": sorted(result.visited),
+        "fetched": result.fetched,
+    }
+
+
+_OPERATIONS = {"import": _import, "pull": _pull}
+
+
+def child_main() -> int:
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing else may write to the protocol stream
     request = json.loads(sys.stdin.readline())
     parent = int(request["parent_pid"])
 
-    def progress(p: ImportProgress) -> None:
+    def progress(*values: Any) -> None:
         if os.getppid() != parent:  # the service died (kill -9): stop, don't finish alone
             os._exit(1)
-        _emit(out, "progress", p.objects, p.bytes_read, p.bytes_total)
+        _emit(out, "progress", *values)
 
     try:
-        result = import_archive(
-            Repo.open(request["pool"]),
-            request["archive"],
-            ref=request["ref"],
-            sha256=request["sha256"],
-            target_refs={n: Checksum(c) for n, c in request["target_refs"].items()},
-            progress=progress,
-            update_summary=False,
-        )
+        result = _OPERATIONS[request["op"]](request, progress)
     except OstreeError as exc:
         _emit(out, "error", _snake(type(exc).__name__), str(exc))
         return 1
-    _emit(
-        out,
-        "done",
-        {
-            "commits": [str(c) for c in result.commits],
-            "refs": {n: str(c) for n, c in result.refs.items()},
-            "objects_added": result.objects_added,
-            "objects_present": result.objects_present,
-        },
-    )
+    _emit(out, "done", result)
     return 0
 
 
@@ -117,13 +160,47 @@ def run_import(
     :class:`ImportFailed` (code ``canceled``) raised.
     """
     request = {
+        "op": "import",
         "pool": pool,
         "archive": archive,
         "ref": ref,
         "sha256": sha256,
         "target_refs": target_refs,
-        "parent_pid": os.getpid(),
     }
+    return ChildResult(**run_child(request, progress, canceled))
+
+
+def run_pull(
+    pool: str,
+    *,
+    url: str,
+    include_refs: list[str] | None,
+    exclude_refs: list[str] | None,
+    depth: int,
+    options: dict[str, Any],
+    progress: Callable[[int, int, int], None],
+    canceled: Callable[[], bool],
+) -> dict[str, Any]:
+    """Pull the selected refs of ``url`` into the pool, in a child process; returns
+    ``{"refs": {name: commit}, "visited": [commit…], "fetched": N}``."""
+    request = {
+        "op": "pull",
+        "pool": pool,
+        "url": url,
+        "include_refs": include_refs,
+        "exclude_refs": exclude_refs,
+        "depth": depth,
+        "options": options,
+    }
+    return run_child(request, progress, canceled)
+
+
+def run_child(
+    request: dict[str, Any], progress: Callable[..., None], canceled: Callable[[], bool]
+) -> dict[str, Any]:
+    """Run one operation in a child process and return its result."""
+    request = {**request, "parent_pid": os.getpid()}
+    what = str(request["op"])
     env = dict(os.environ)
     here = str(Path(__file__).resolve().parents[1])  # this very code, not another install
     env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
@@ -149,17 +226,18 @@ def run_import(
             if message[0] == "progress":
                 progress(*message[1:])
             elif message[0] == "done":
-                return ChildResult(**message[1])
+                result: dict[str, Any] = message[1]
+                return result
             else:
                 raise ImportFailed(message[1], message[2])
         child.wait()
         if canceled():
             raise ImportFailed("canceled", "Canceled on request")
         drain.join(timeout=5)
-        log.error("import process failed (exit code %s):\n%s", child.returncode, "".join(errors))
+        log.error("%s process failed (exit code %s):\n%s", what, child.returncode, "".join(errors))
         tail = "".join(errors).strip().splitlines()[-1:] or ["no output"]
         raise ImportFailed(
-            "internal", f"The import process failed (exit code {child.returncode}): {tail[0]}"
+            "internal", f"The {what} process failed (exit code {child.returncode}): {tail[0]}"
         )
     finally:
         if child.poll() is None:

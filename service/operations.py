@@ -16,7 +16,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine, select
 
 from . import db
-from .importer import ChildResult, ImportFailed, run_import
+from .importer import ChildResult, ImportFailed, run_import, run_pull
 from .modify import ModifyArgs, plan
 from .orphans import cleanup
 from .pool import Pool
@@ -29,6 +29,20 @@ from .versions import (
     latest_number,
     load_state,
 )
+
+TRANSPORT_OPTIONS = frozenset(
+    {
+        "tls_validation",
+        "ca_cert",
+        "client_cert",
+        "client_key",
+        "username",
+        "password",
+        "headers",
+        "proxy_url",
+    }
+)
+"""Remote options that go to :class:`libpyostree.http.RemoteOptions`."""
 
 VersionListener = Callable[[int], None]
 """Called with a repository id after its versions changed (serving caches)."""
@@ -132,6 +146,59 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
         changed(repo_id)
         return number
 
+    def sync_task(ctx: TaskContext) -> int | None:
+        repo_id = _repository(ctx)
+        with engine.connect() as conn:
+            remote = conn.execute(
+                select(db.remotes).where(db.remotes.c.name == ctx.args["remote"])
+            ).first()
+        if remote is None:
+            raise TaskFailed(f"Remote {ctx.args['remote']} no longer exists")
+        options = dict(remote.options)
+        transport = {k: v for k, v in options.items() if k in TRANSPORT_OPTIONS and v is not None}
+        _number, base = state_of(repo_id)
+
+        def progress(objects: int, done: int, outstanding: int) -> None:
+            ctx.progress("Fetching objects", objects)
+            ctx.progress("Fetching (bytes)", done)
+
+        ctx.progress("Fetching objects", 0, force=True)
+        try:
+            pulled = run_pull(
+                str(pool.root),
+                url=remote.url,
+                include_refs=options.get("include_refs"),
+                exclude_refs=options.get("exclude_refs"),
+                depth=int(options.get("depth") or 0),
+                options=transport,
+                progress=progress,
+                canceled=ctx.cancel_event.is_set,
+            )
+        except ImportFailed as exc:
+            if exc.code == "canceled":
+                raise TaskCanceled() from None
+            raise
+        ctx.check_canceled()
+        refs: dict[str, str] = pulled["refs"]
+        visited = set(pulled["visited"])
+        if ctx.args.get("mirror"):
+            # The version becomes exactly the upstream selection.
+            new = VersionState(refs=dict(refs), commits=visited)
+            new.objects = commit_closure(pool, visited)
+        else:
+            new = base.copy()
+            new.refs.update(refs)
+            new.objects |= commit_closure(pool, visited - base.commits, base.objects)
+            new.commits |= visited
+        new.deltas = {
+            d for d in base.deltas if d[1] in new.commits and (d[0] is None or d[0] in new.commits)
+        }
+        ctx.result = {"refs": refs, "objects_fetched": pulled["fetched"]}
+        with db.writing(engine) as conn:
+            number = create_version(conn, pool, repo_id, base, new)
+        changed(repo_id)
+        return number
+
     def orphans_task(ctx: TaskContext) -> int | None:
         result = cleanup(
             engine,
@@ -145,6 +212,7 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
     return {
         "import": import_task,
         "modify": modify_task,
+        "sync": sync_task,
         "orphans_cleanup": orphans_task,
         "delete_version": delete_version_task,
         "delete_repository": delete_repository_task,
