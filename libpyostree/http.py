@@ -20,7 +20,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -82,9 +82,7 @@ class Transport:
             "block": True,
             "headers": headers,
             # Our own retry loop below; urllib3 only follows redirects.
-            "retries": urllib3.Retry(
-                total=None, connect=0, read=0, other=0, status=0, redirect=5
-            ),
+            "retries": urllib3.Retry(total=None, connect=0, read=0, other=0, status=0, redirect=5),
             "timeout": urllib3.Timeout(connect=min(options.timeout, 30.0), read=options.timeout),
         }
         if base_url.startswith("https://"):
@@ -128,13 +126,16 @@ class Transport:
         path: str,
         *,
         max_size: int | None = None,
-        sink: IO[bytes] | None = None,
+        spill: Callable[[], IO[bytes]] | None = None,
+        spill_over: int = 16 << 20,
         not_found_ok: bool = True,
     ) -> bytes | None:
         """The body of ``path`` (None when not found and ``not_found_ok``).
 
-        With ``sink``, the body is written there instead (returns ``b""``); the
-        sink is truncated before every attempt.
+        With ``spill``, a body longer than ``spill_over`` bytes (or of unknown
+        length) is written to the file ``spill()`` returns instead (it must
+        return the same file when called again), and ``b""`` is returned; that
+        file is truncated before every attempt.
         """
         urllib3 = self._urllib3
         url = self.base + path
@@ -167,7 +168,7 @@ class Transport:
                 if not 200 <= status < 300:
                     raise TransportError(f"Server returned HTTP {status} for {url}", status=status)
                 try:
-                    return self._body(response, url, max_size, sink)
+                    return self._body(response, url, max_size, spill, spill_over)
                 except (urllib3.exceptions.HTTPError, OSError) as exc:
                     if attempt >= self.options.retries:
                         raise TransportError(f"GET {url} failed: {_reason(exc)}") from None
@@ -176,8 +177,20 @@ class Transport:
             finally:
                 response.release_conn()
 
-    def _body(self, response: Any, url: str, max_size: int | None, sink: IO[bytes] | None) -> bytes:
+    def _body(
+        self,
+        response: Any,
+        url: str,
+        max_size: int | None,
+        spill: Callable[[], IO[bytes]] | None,
+        spill_over: int,
+    ) -> bytes:
         declared = response.headers.get("content-length")
+        sink: IO[bytes] | None = None
+        if spill is not None and (
+            declared is None or not declared.isdigit() or int(declared) > spill_over
+        ):
+            sink = spill()  # the same file on every attempt (truncated below)
         if (
             max_size is not None
             and declared is not None

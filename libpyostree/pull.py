@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import IO
 
-from ._workers import STREAM_THRESHOLD, filez_file_checksum
+from ._workers import filez_file_checksum
 from .errors import CorruptObjectError, OstreeError
 from .http import RemoteOptions, Transport
 from .names import Checksum, validate_remote_name
@@ -76,83 +79,139 @@ def pull(
     )
     tmpdir = str(repo.path / "tmp")
     objects_dir = str(repo.path / "objects")
-    counters = [0, 0]  # objects, bytes
+    counters = [0, 0]  # objects, bytes; updated from several threads: only for progress
 
     def fetch_one(fetch: Fetch) -> bytes | None:
         if fetch.kind is FetchKind.OBJECT and fetch.objtype is ObjectType.FILE:
-            assert fetch.checksum is not None
-            _fetch_content(transport, fetch, objects_dir, tmpdir, counters)
+            counters[1] += _fetch_content(transport, fetch, objects_dir, tmpdir)
+            counters[0] += 1
             return None
         data = transport.get(fetch.path, max_size=fetch.max_size)
         if data is not None:
             counters[1] += len(data)
+            counters[0] += 1
         return data
 
+    workers = _Workers(fetch_one, max(1, options.concurrency))
     try:
-        with ThreadPoolExecutor(max(1, options.concurrency)) as pool:
-            inflight: dict[Future[bytes | None], Fetch] = {}
-            for fetch in planner.start():
-                inflight[pool.submit(fetch_one, fetch)] = fetch
-            try:
-                while inflight:
-                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        fetch = inflight.pop(future)
-                        data = future.result()
-                        if fetch.kind is FetchKind.OBJECT and fetch.objtype is ObjectType.FILE:
-                            planner.stored(fetch)
-                        else:
-                            for checksum, objtype, raw in planner.feed(fetch, data):
-                                repo.write_object_raw(checksum, objtype, raw)
-                    for fetch in planner.pop(options.concurrency * 2 - len(inflight)):
-                        inflight[pool.submit(fetch_one, fetch)] = fetch
-                    if progress is not None:
-                        progress(PullProgress(counters[0], counters[1], len(inflight)))
-            finally:
-                for future in inflight:
-                    future.cancel()
+        for fetch in planner.start():
+            workers.submit(fetch)
+        last = 0.0
+        while workers.pending:
+            fetch, data, error = workers.next_done()
+            if error is not None:
+                raise error
+            if fetch.kind is FetchKind.OBJECT and fetch.objtype is ObjectType.FILE:
+                planner.stored(fetch)
+            else:
+                for checksum, objtype, raw in planner.feed(fetch, data):
+                    repo.write_object_raw(checksum, objtype, raw)
+            # Keep every worker busy, with a little queued behind them.
+            for fetch in planner.pop(2 * workers.size - workers.pending):
+                workers.submit(fetch)
+            now = time.monotonic()
+            if progress is not None and now - last >= 0.2:
+                last = now
+                progress(PullProgress(counters[0], counters[1], workers.pending))
         result = planner.result()
-        result.fetched = max(result.fetched, counters[0])
         _publish(
             repo, result, write_refs=write_refs, mirror=mirror, remote=remote, all_refs=refs is None
         )
+        if progress is not None:
+            progress(PullProgress(counters[0], counters[1], 0))
         return result
     finally:
+        workers.close()
         transport.close()
 
 
-def _fetch_content(
-    transport: Transport, fetch: Fetch, objects_dir: str, tmpdir: str, counters: list[int]
-) -> None:
-    """GET, verify and store one ``.filez`` (runs in a pool thread)."""
+class _Workers:
+    """Threads running ``job`` on submitted fetches; results come back in completion
+    order through one queue (cheaper than waiting on a set of futures)."""
+
+    def __init__(self, job: Callable[[Fetch], bytes | None], size: int) -> None:
+        self.job = job
+        self.size = size
+        self.pending = 0
+        self._todo: queue.SimpleQueue[Fetch | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[Fetch, bytes | None, BaseException | None]] = (
+            queue.SimpleQueue()
+        )
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"pyostree-pull-{i}", daemon=True)
+            for i in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        while True:
+            fetch = self._todo.get()
+            if fetch is None:
+                return
+            if self._stop.is_set():
+                self._done.put((fetch, None, OstreeError("pull stopped")))
+                continue
+            try:
+                self._done.put((fetch, self.job(fetch), None))
+            except BaseException as exc:
+                self._done.put((fetch, None, exc))
+
+    def submit(self, fetch: Fetch) -> None:
+        self.pending += 1
+        self._todo.put(fetch)
+
+    def next_done(self) -> tuple[Fetch, bytes | None, BaseException | None]:
+        item = self._done.get()
+        self.pending -= 1
+        return item
+
+    def close(self) -> None:
+        """Stop: queued fetches are skipped, running ones finish (each is bounded by
+        the transport's timeouts)."""
+        self._stop.set()
+        for _ in self._threads:
+            self._todo.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
+def _fetch_content(transport: Transport, fetch: Fetch, objects_dir: str, tmpdir: str) -> int:
+    """GET, verify and store one ``.filez`` (runs in a worker thread); returns its size.
+
+    Bodies up to 16 MiB are verified in memory; larger ones are spilled to a
+    file in ``tmp/``, verified in chunks and hard-linked into place.
+    """
     checksum = fetch.checksum
     assert checksum is not None
     final = f"{objects_dir}/{checksum[:2]}/{checksum[2:]}.filez"
-    with tempfile.NamedTemporaryFile(dir=tmpdir, prefix="pull-", delete=False) as sink:
-        path = sink.name
+    spilled: list[IO[bytes]] = []
+
+    def spill() -> IO[bytes]:
+        if not spilled:
+            spilled.append(tempfile.NamedTemporaryFile(dir=tmpdir, prefix="pull-"))  # noqa: SIM115 - closed below
+        return spilled[0]
+
     try:
-        with open(path, "r+b") as f:
-            data = transport.get(fetch.path, not_found_ok=False, sink=f)
-        del data
-        size = os.path.getsize(path)
-        counters[1] += size
-        if size > STREAM_THRESHOLD:
-            actual = filez_file_checksum(path)
-            if actual != checksum:
-                raise _corrupt_file(checksum, actual)
-            os.makedirs(os.path.dirname(final), exist_ok=True)
-            with contextlib.suppress(FileExistsError):
-                os.link(path, final)
-        else:
-            with open(path, "rb") as f:
-                body = f.read()
-            actual = _filez_name(checksum, body)
-            os.makedirs(os.path.dirname(final), exist_ok=True)
+        body = transport.get(fetch.path, not_found_ok=False, spill=spill)
+        assert body is not None
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        if not spilled:
+            _filez_name(checksum, body)
             link_new_file(final, body, tmpdir)
-        counters[0] += 1
+            return len(body)
+        sink = spilled[0]
+        sink.flush()
+        actual = filez_file_checksum(sink.name)
+        if actual != checksum:
+            raise _corrupt_file(checksum, actual)
+        with contextlib.suppress(FileExistsError):
+            os.link(sink.name, final)
+        return os.fstat(sink.fileno()).st_size
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        for f in spilled:
+            f.close()  # deletes the temp name; the linked object stays
 
 
 def _filez_name(checksum: str, body: bytes) -> str:
