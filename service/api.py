@@ -551,8 +551,9 @@ async def commits_list(request: Request) -> Response:
     c = db.commits
     q = select(c).join(db.repository_content, _mine(repo.id, number, Kind.COMMIT, c.c.id))
     params = request.query_params
-    if "checksum" in params:
-        q = q.where(c.c.checksum == params["checksum"].lower())
+    checksum = params["checksum"].lower() if "checksum" in params else None
+    if checksum is not None and "ref" not in params:  # with ref: after the history walk
+        q = q.where(c.c.checksum == checksum)
     with svc.engine.connect() as conn:
         rows = {row.checksum: row for row in conn.execute(q)}
         if "ref" in params:
@@ -566,7 +567,7 @@ async def commits_list(request: Request) -> Response:
             while head is not None and head in rows:
                 history.append(rows[head])
                 head = rows[head].parent
-            ordered = history
+            ordered = [row for row in history if checksum in (None, row.checksum)]
         else:
             ordered = sorted(rows.values(), key=lambda row: (-row.timestamp, row.checksum))
     return listing(request, [commit_json(row) for row in ordered])

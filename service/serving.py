@@ -81,8 +81,9 @@ class ContentCache:
         self._dists: dict[str, Dist] = {}
         self._latest: dict[int, int] = {}
         self._summaries: dict[tuple[int, int], str] = {}
+        self._created: dict[tuple[int, int], float] = {}
         self._loaded = 0.0
-        self._versions: OrderedDict[tuple[int, int], VersionContent] = OrderedDict()
+        self._versions: OrderedDict[tuple[int, int, float], VersionContent] = OrderedDict()
 
     def invalidate(self) -> None:
         with self._lock:
@@ -98,13 +99,15 @@ class ContentCache:
                     d.c.name, d.c.base_path, d.c.repository_id, r.c.name, d.c.version, d.c.private
                 ).select_from(d.outerjoin(r, r.c.id == d.c.repository_id))
             ).all()
-            versions = conn.execute(
-                select(rv.c.repository_id, rv.c.number, rv.c.summary_digest).order_by(rv.c.number)
-            ).all()
+            columns = (rv.c.repository_id, rv.c.number, rv.c.summary_digest, rv.c.created)
+            versions = conn.execute(select(*columns).order_by(rv.c.number)).all()
         with self._lock:
             self._dists = {row[1]: Dist(*row) for row in rows}
-            self._latest = {repo: number for repo, number, _d in versions}
-            self._summaries = {(repo, number): digest for repo, number, digest in versions}
+            self._latest = {repo: number for repo, number, _d, _c in versions}
+            self._summaries = {(repo, number): digest for repo, number, digest, _c in versions}
+            # SQLite reuses the id of a deleted repository (and numbers restart), so a
+            # cached version is keyed by its creation time too: never another's content.
+            self._created = {(repo, number): created for repo, number, _d, created in versions}
             self._loaded = time.monotonic()
 
     def resolve(self, path: str) -> tuple[Dist, str]:
@@ -133,14 +136,15 @@ class ContentCache:
                 f"Distribution {dist.name} serves version {number} of repository "
                 f"{dist.repository}, which was deleted",
             )
+        cached = (*key, self._created[key])
         with self._lock:
-            content = self._versions.get(key)
+            content = self._versions.get(cached)
             if content is not None:
-                self._versions.move_to_end(key)
+                self._versions.move_to_end(cached)
                 return number, content
         content = self._load(dist.repository_id, number, self._summaries[key])
         with self._lock:
-            self._versions[key] = content
+            self._versions[cached] = content
             while len(self._versions) > _VERSIONS_CACHED:
                 self._versions.popitem(last=False)
         return number, content
