@@ -9,6 +9,7 @@ corpus: two threads 2.9 s, two processes 1.9 s).
 from __future__ import annotations
 
 import hashlib
+import io
 import multiprocessing
 import os
 import struct
@@ -22,6 +23,8 @@ from .objects import filez_object_checksum, parse_file_header
 
 STREAM_THRESHOLD = 16 * 1024 * 1024
 """Files larger than this are re-hashed in chunks instead of read whole."""
+INFLATE_WHOLE_LIMIT = 1024 * 1024
+"""filez_bytes_checksum inflates content up to this size at once, larger in chunks."""
 
 
 def default_workers() -> int:
@@ -43,12 +46,23 @@ def executor(workers: int, processes: bool | None) -> Executor:
     return ThreadPoolExecutor(workers)
 
 
-def filez_file_checksum(path: str) -> str:
-    """The object name the ``.filez`` at ``path`` deserves (see filez_object_checksum)."""
+def filez_bytes_checksum(data: bytes) -> str:
+    """:func:`filez_object_checksum` in bounded memory: content over
+    INFLATE_WHOLE_LIMIT (or claiming to be) is inflated and hashed in chunks."""
+    # Every archive header starts with its length, 4 bytes of padding and the
+    # content size (big-endian uint64).
+    if len(data) >= 16 and int.from_bytes(data[8:16], "big") > INFLATE_WHOLE_LIMIT:
+        return _stream_checksum(io.BytesIO(data), len(data))
+    return filez_object_checksum(data)
+
+
+def filez_file_checksum(path: str, whole_limit: int = STREAM_THRESHOLD) -> str:
+    """The object name the ``.filez`` at ``path`` deserves (see filez_object_checksum);
+    files over ``whole_limit`` bytes are read and inflated in chunks."""
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
-        if size > STREAM_THRESHOLD:
+        if size > whole_limit:
             with os.fdopen(fd, "rb", closefd=False) as f:
                 return _stream_checksum(f, size)
         data = os.read(fd, size)

@@ -17,8 +17,10 @@ is exactly as it was.
 
 Invariants:
 - A member is read at most once and never written outside the staging dir.
-- Memory holds the parsed dirtrees and one member at a time (members over
-  16 MiB are copied in chunks), never the archive.
+- Memory holds, per object, little more than its binary checksum (dirtrees: their
+  children's binary checksums; no names, no paths), the in-flight window of content
+  members, and one member at a time (larger ones are copied in chunks), never the
+  archive.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
-from ._workers import STREAM_THRESHOLD, default_workers, executor, filez_file_checksum
+from ._workers import default_workers, executor, filez_bytes_checksum, filez_file_checksum
 from .errors import CorruptObjectError, OstreeError, RefConflictError
 from .gvariant import is_normal_form
 from .keyfile import KeyFile
@@ -51,7 +53,6 @@ from .objects import (
     DirTree,
     ObjectType,
     build_commitmeta,
-    filez_object_checksum,
     metadata_checksum,
     parse_commit,
     parse_commitmeta,
@@ -112,9 +113,34 @@ _SUFFIXES = {
     "tombstone-commit": ObjectType.TOMBSTONE_COMMIT,
 }
 _BATCH = 256
+_BATCH_BYTES = 4 * 1024 * 1024
+"""A batch goes to a worker at _BATCH members or this many bytes: a worker holds
+about twice its batch (the pickled message and the unpickled members)."""
 _INFLIGHT_BYTES = 32 * 1024 * 1024
+_IN_MEMORY = 1024 * 1024
+"""Larger ``.filez`` members are staged in a file (in chunks) and verified from it,
+so neither process holds them whole."""
 _PROGRESS_EVERY = 256
 _CHUNK = 1 << 20
+_RECORD = 33
+"""A ``written`` record: the 32-byte binary checksum and the ObjectType value."""
+
+
+def _record(checksum: str, objtype: ObjectType) -> bytes:
+    return bytes.fromhex(checksum) + bytes((objtype,))
+
+
+def _fingerprint(data: bytes) -> int:
+    """Tells duplicate members with different bytes apart (64 bits of their sha256)."""
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "little")
+
+
+def _children(tree: DirTree) -> tuple[bytes, bytes]:
+    """What the closure check needs of a dirtree: its children's binary checksums."""
+    fromhex = bytes.fromhex
+    files = b"".join([fromhex(c) for _n, c in tree.files])
+    dirs = b"".join([fromhex(t + m) for _n, t, m in tree.dirs])
+    return files, dirs
 
 
 # -- the byte streams ------------------------------------------------------------------
@@ -290,12 +316,22 @@ class _Candidate:
     commits: dict[Checksum, Commit] = field(default_factory=dict)
     commit_bytes: dict[Checksum, bytes] = field(default_factory=dict)
     commitmeta: dict[Checksum, bytes] = field(default_factory=dict)
-    dirtrees: dict[Checksum, DirTree] = field(default_factory=dict)
-    dirmetas: set[Checksum] = field(default_factory=set)
-    files: set[Checksum] = field(default_factory=set)
-    written: list[str] = field(default_factory=list)
-    """Objects this import created in the target (removed again if it fails)."""
+    # 100k+ objects: binary checksums (32 bytes) as keys, nothing per object that
+    # the closure check and duplicate detection do not need.
+    dirtrees: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)
+    """Binary dirtree checksum -> its files' checksums and its dirs' (tree, meta)
+    checksums, each a concatenation of 32-byte binary checksums."""
+    dirmetas: set[bytes] = field(default_factory=set)
+    files: dict[bytes, int] = field(default_factory=dict)
+    """Binary checksum -> fingerprint of the member's bytes (duplicate members)."""
+    written: bytearray = field(default_factory=bytearray)
+    """Objects this import created in the target (removed again if it fails): records
+    of the binary checksum and the type's value, see :func:`_record`."""
     present: int = 0
+
+    @property
+    def added(self) -> int:
+        return len(self.written) // _RECORD
 
 
 class _Importer:
@@ -319,14 +355,18 @@ class _Importer:
         self.staging = tempfile.mkdtemp(prefix="import-", dir=self.tmpdir)
         self.candidates: dict[str, _Candidate] = {}
         self.compose: dict[str, Any] | None = None
-        self.seen: dict[str | bytes, bytes] = {}  # member -> content, or digest for objects
+        # Members other than dirtrees, dirmetas, commits and files (few) -> their
+        # content, or its digest for detached metadata; those four are told apart
+        # by their candidate's tables (see object_member).
+        self.seen: dict[str | bytes, bytes] = {}
         self.made_dirs: set[str] = set()
         self.pending: list[tuple[str, bytes | str]] = []
+        self.pending_bytes = 0
         self.pending_for: _Candidate | None = None
         self.inflight: deque[tuple[_Candidate, Future[_BatchResult], list[Any], int]] = deque()
         self.inflight_bytes = 0
         self.writer = ThreadPoolExecutor(1)
-        self.writes: deque[tuple[_Candidate, Future[tuple[list[str], int]]]] = deque()
+        self.writes: deque[tuple[_Candidate, Future[tuple[bytes, int]]]] = deque()
         self.failures: list[tuple[str, str]] = []
         self.objects = 0
         self.counter: _CountingReader | None = None
@@ -350,8 +390,6 @@ class _Importer:
     def check_duplicate(self, path: str | bytes, data: bytes, *, digest: bool = False) -> bool:
         """True if member ``path`` was seen before with the same bytes (skip it); an error
         if with different bytes.  Objects are remembered by their sha256."""
-        # Objects are remembered by a 16-byte digest under a compact key (see
-        # _object_key): 100k+ members must not cost 100k+ long path strings.
         key = hashlib.sha256(data).digest()[:16] if digest else data
         previous = self.seen.get(path)
         if previous is None:
@@ -453,12 +491,12 @@ class _Importer:
             return  # tombstones and unknown files are not imported
         cand = self.candidate(prefix)
         if objtype is ObjectType.FILE:
-            self.file_member(tar, member, name, cand, checksum, _object_key(match))
+            self.file_member(tar, member, name, cand, checksum)
             return
         data = _read_member(tar, member, self.limits.max_metadata_size, "Metadata")
-        if self.check_duplicate(_object_key(match), data, digest=True):
-            return
         if objtype is ObjectType.COMMIT_META:
+            if self.check_duplicate(_object_key(match), data, digest=True):
+                return
             try:
                 value = parse_commitmeta(data)
             except OstreeError as exc:
@@ -468,6 +506,18 @@ class _Importer:
                 data = build_commitmeta(value)
             cand.commitmeta[checksum] = data
             self.counted()
+            return
+        binary = bytes.fromhex(checksum)
+        if (
+            binary in cand.dirtrees
+            if objtype is ObjectType.DIR_TREE
+            else binary in cand.dirmetas
+            if objtype is ObjectType.DIR_META
+            else checksum in cand.commits
+        ):
+            # Seen before, so verified: its name is the sha256 of the first copy's bytes.
+            if hashlib.sha256(data).digest() != binary:
+                raise ArchiveError(f"Duplicate member with different content: {name!r:.200}")
             return
         actual = metadata_checksum(data)
         if actual != checksum:
@@ -486,10 +536,10 @@ class _Importer:
                 self.counted()
                 return
             if objtype is ObjectType.DIR_TREE:
-                cand.dirtrees[checksum] = parse_dirtree(data)
+                cand.dirtrees[binary] = _children(parse_dirtree(data))
             else:
                 parse_dirmeta(data)
-                cand.dirmetas.add(checksum)
+                cand.dirmetas.add(binary)
         except OstreeError as exc:
             raise CorruptObjectError(
                 f"Corrupted {objtype.name_str} object {checksum}: {exc}",
@@ -498,30 +548,23 @@ class _Importer:
             ) from None
         final = f"{self.object_dir(checksum)}/{checksum[2:]}.{objtype.archive_suffix}"
         if link_new_file(final, data, self.tmpdir):
-            cand.written.append(final)
+            cand.written += binary + bytes((objtype,))
         else:
             cand.present += 1
         self.counted()
 
-    def file_member(  # noqa: PLR0917
-        self,
-        tar: TarReader,
-        member: TarMember,
-        name: str,
-        cand: _Candidate,
-        checksum: Checksum,
-        key: bytes,
+    def file_member(
+        self, tar: TarReader, member: TarMember, name: str, cand: _Candidate, checksum: Checksum
     ) -> None:
         f = tar
         self.object_dir(checksum)
         item: bytes | str
-        if member.size <= STREAM_THRESHOLD:
+        if member.size <= _IN_MEMORY:
             # Handed to a worker in memory: it verifies, then links the object in.
             item = f.read(member.size)
             if len(item) != member.size:
                 raise ArchiveError(f"Archive is truncated inside {name!r:.200}")
-            if self.check_duplicate(key, item, digest=True):
-                return
+            fingerprint = _fingerprint(item)
         else:
             # Large: copied to the staging dir in chunks, verified from there.
             item = f"{self.staging}/{checksum}.filez"
@@ -537,18 +580,23 @@ class _Importer:
                     written += len(chunk)
             if written != member.size:
                 raise ArchiveError(f"Archive is truncated inside {name!r:.200}")
-            previous = self.seen.setdefault(key, digest.digest()[:16])
-            if previous != digest.digest()[:16]:
-                raise ArchiveError(f"Duplicate member with different content: {name!r:.200}")
-            if checksum in cand.files:
+            fingerprint = int.from_bytes(digest.digest()[:8], "little")
+        binary = bytes.fromhex(checksum)
+        previous = cand.files.get(binary)
+        if previous is not None:  # the same member again
+            if isinstance(item, str):
                 os.unlink(item)
-                return
-        cand.files.add(checksum)
+            if previous != fingerprint:
+                raise ArchiveError(f"Duplicate member with different content: {name!r:.200}")
+            return
+        cand.files[binary] = fingerprint
         if self.pending_for is not cand:
             self.flush()
             self.pending_for = cand
         self.pending.append((checksum, item))
-        if len(self.pending) >= _BATCH:
+        if isinstance(item, bytes):
+            self.pending_bytes += len(item)
+        if len(self.pending) >= _BATCH or self.pending_bytes >= _BATCH_BYTES:
             self.flush()
         self.counted()
 
@@ -559,10 +607,11 @@ class _Importer:
         made each file creation several times slower here)."""
         if self.pending and self.pending_for is not None:
             future = self.pool.submit(_verify_batch, self.objects_dir, self.pending)
-            size = sum(len(item) for _c, item in self.pending if isinstance(item, bytes))
+            size = self.pending_bytes
             self.inflight.append((self.pending_for, future, self.pending, size))
             self.inflight_bytes += size
             self.pending = []
+            self.pending_bytes = 0
         self.write_verified(block=False)
 
     def write_verified(self, *, block: bool) -> None:
@@ -580,26 +629,29 @@ class _Importer:
             except Exception as exc:  # a worker died: fail the import
                 self.failures.append(("(worker)", f"verification failed: {exc}"))
                 continue
-            cand.written.extend(result.written)
+            for checksum in result.written:
+                cand.written += _record(checksum, ObjectType.FILE)
             cand.present += result.present
             self.failures.extend(result.failures)
             if self.failures:
                 continue  # the import will fail: write nothing more
             items = [
-                (f"{self.objects_dir}/{c[:2]}/{c[2:]}.filez", item)
+                (c, item)
                 for c, item in batch
                 if isinstance(item, bytes)  # large files were linked by the worker
             ]
             # One writer thread: the syscalls release the GIL, so writing overlaps
             # with reading the tar, and a single writer avoids filesystem contention.
-            self.writes.append((cand, self.writer.submit(_write_batch, items, self.tmpdir)))
+            self.writes.append(
+                (cand, self.writer.submit(_write_batch, self.objects_dir, items, self.tmpdir))
+            )
             while len(self.writes) > 4 or (block and self.writes):
                 self.finish_write()
 
     def finish_write(self) -> None:
         cand, future = self.writes.popleft()
         written, present = future.result()  # a write error fails the import
-        cand.written.extend(written)
+        cand.written += written
         cand.present += present
 
     def collect(self) -> list[tuple[str, str]]:
@@ -632,7 +684,7 @@ class _Importer:
                 self.finish_write()
         for cand in self.candidates.values():
             if not keep_written:
-                _unlink_all(cand.written)
+                _unlink_all(self.objects_dir, cand.written)
             cand.written.clear()
 
     def counted(self) -> None:
@@ -645,20 +697,24 @@ class _Importer:
             self.progress(ImportProgress(self.objects, self.counter.count, self.total))
 
 
-def _write_batch(items: list[tuple[str, bytes]], tmpdir: str) -> tuple[list[str], int]:
-    written: list[str] = []
+def _write_batch(
+    objects_dir: str, items: list[tuple[str, bytes]], tmpdir: str
+) -> tuple[bytes, int]:
+    """Writer thread: link verified ``.filez`` in; returns the ``written`` records."""
+    written = bytearray()
     present = 0
-    for final, data in items:
-        if link_new_file(final, data, tmpdir):
-            written.append(final)
+    for checksum, data in items:
+        if link_new_file(f"{objects_dir}/{checksum[:2]}/{checksum[2:]}.filez", data, tmpdir):
+            written += _record(checksum, ObjectType.FILE)
         else:
             present += 1
-    return written, present
+    return bytes(written), present
 
 
 @dataclass(frozen=True, slots=True)
 class _BatchResult:
     written: list[str]
+    """Checksums of the (large) files linked in by the worker."""
     present: int
     failures: list[tuple[str, str]]
 
@@ -672,9 +728,9 @@ def _verify_batch(objects_dir: str, batch: list[tuple[str, bytes | str]]) -> _Ba
     for checksum, item in batch:
         try:
             if isinstance(item, bytes):
-                actual: str = filez_object_checksum(item)
+                actual: str = filez_bytes_checksum(item)
             else:
-                actual = filez_file_checksum(item)
+                actual = filez_file_checksum(item, whole_limit=_IN_MEMORY)
         except OstreeError as exc:
             failures.append((checksum, str(exc)))
             continue
@@ -685,7 +741,7 @@ def _verify_batch(objects_dir: str, batch: list[tuple[str, bytes | str]]) -> _Ba
             final = f"{objects_dir}/{checksum[:2]}/{checksum[2:]}.filez"
             try:
                 os.link(item, final)
-                written.append(final)
+                written.append(checksum)
             except FileExistsError:
                 present += 1
             os.unlink(item)
@@ -773,17 +829,16 @@ class _View:
         self.cand = cand
         self.repo = repo
 
-    def has(self, checksum: str, objtype: ObjectType) -> bool:
+    def has(self, checksum: bytes, objtype: ObjectType) -> bool:
+        """Whether the file, dirtree or dirmeta with this binary checksum is there."""
         # Called once per object of every closure: no per-call lookup tables.
         if objtype is ObjectType.FILE:
-            held: Container[str] = self.cand.files
+            held: Container[bytes] = self.cand.files
         elif objtype is ObjectType.DIR_TREE:
             held = self.cand.dirtrees
-        elif objtype is ObjectType.DIR_META:
-            held = self.cand.dirmetas
         else:
-            held = self.cand.commits
-        return checksum in held or self.repo.has_object(checksum, objtype)
+            held = self.cand.dirmetas
+        return checksum in held or self.repo.has_object(checksum.hex(), objtype)
 
     def commit(self, checksum: Checksum) -> Commit | None:
         if checksum in self.cand.commits:
@@ -792,30 +847,36 @@ class _View:
             return self.repo.read_commit(checksum)
         return None
 
-    def dirtree(self, checksum: Checksum) -> DirTree:
-        tree = self.cand.dirtrees.get(checksum)
-        return tree if tree is not None else self.repo.read_dirtree(checksum)
+    def children(self, checksum: bytes) -> tuple[bytes, bytes]:
+        """A dirtree's children (see :attr:`_Candidate.dirtrees`)."""
+        children = self.cand.dirtrees.get(checksum)
+        if children is None:
+            children = _children(self.repo.read_dirtree(checksum.hex()))
+        return children
 
 
 def _check_closures(view: _View, require_full_history: bool) -> None:
     cand = view.cand
-    done_trees: set[str] = set()
+    done_trees: set[bytes] = set()
     for csum, commit in cand.commits.items():
-        stack = [(commit.root_dirtree, commit.root_dirmeta)]
+        stack = [(bytes.fromhex(commit.root_dirtree), bytes.fromhex(commit.root_dirmeta))]
         while stack:
             tree, meta = stack.pop()
             if not view.has(meta, ObjectType.DIR_META):
-                raise _incomplete(csum, "dirmeta", meta)
+                raise _incomplete(csum, "dirmeta", meta.hex())
             if tree in done_trees:
                 continue
             if not view.has(tree, ObjectType.DIR_TREE):
-                raise _incomplete(csum, "dirtree", tree)
+                raise _incomplete(csum, "dirtree", tree.hex())
             done_trees.add(tree)
-            parsed = view.dirtree(tree)
-            for _name, file_csum in parsed.files:
+            files, dirs = view.children(tree)
+            for at in range(0, len(files), 32):
+                file_csum = files[at : at + 32]
                 if not view.has(file_csum, ObjectType.FILE):
-                    raise _incomplete(csum, "file", file_csum)
-            stack.extend((t, m) for _n, t, m in parsed.dirs)
+                    raise _incomplete(csum, "file", file_csum.hex())
+            stack.extend(
+                (dirs[at : at + 32], dirs[at + 32 : at + 64]) for at in range(0, len(dirs), 64)
+            )
         if require_full_history:
             current: Commit | None = commit
             while current is not None and current.parent is not None:
@@ -923,19 +984,22 @@ def _publish_commits(importer: _Importer, cand: _Candidate) -> None:
         if os.path.exists(final):
             continue  # keep the target's detached metadata (it may hold more signatures)
         if link_new_file(final, data, importer.tmpdir):
-            cand.written.append(final)
+            cand.written += _record(checksum, ObjectType.COMMIT_META)
     for checksum, data in sorted(cand.commit_bytes.items()):
         final = f"{importer.object_dir(checksum)}/{checksum[2:]}.commit"
         if link_new_file(final, data, importer.tmpdir):
-            cand.written.append(final)
+            cand.written += _record(checksum, ObjectType.COMMIT)
         else:
             cand.present += 1
 
 
-def _unlink_all(paths: list[str]) -> None:
-    for path in reversed(paths):
+def _unlink_all(objects_dir: str, written: bytearray) -> None:
+    """Remove the objects of ``written`` records, newest first (commits go first)."""
+    for end in range(len(written), 0, -_RECORD):
+        checksum = written[end - _RECORD : end - 1].hex()
+        suffix = ObjectType(written[end - 1]).archive_suffix
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            os.unlink(f"{objects_dir}/{checksum[:2]}/{checksum[2:]}.{suffix}")
 
 
 def import_archive(
@@ -1004,7 +1068,7 @@ def import_archive(
             cand = _choose(importer, repo_dir)
             for other in importer.candidates.values():
                 if other is not cand and not shared:  # objects of repositories not imported
-                    _unlink_all(other.written)
+                    _unlink_all(importer.objects_dir, other.written)
                     other.written.clear()
             if cand.config is not None:
                 _check_config(cand)
@@ -1032,7 +1096,7 @@ def import_archive(
             result = ImportResult(
                 commits=tuple(sorted(cand.commits)),
                 refs=to_set,
-                objects_added=len(cand.written),
+                objects_added=cand.added,
                 objects_present=cand.present,
             )
             done = True
