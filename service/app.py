@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 
 from . import auth
 from .api import routes
-from .errors import ApiError, api_error_handler, error_body
+from .errors import ApiError, api_error_handler, error_body, http_error_handler
 from .serving import ContentApp
 from .state import Service, Settings
 
@@ -39,7 +40,7 @@ class App:
 
         self.api = Starlette(
             routes=routes(),
-            exception_handlers={ApiError: api_error_handler},
+            exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler},
             lifespan=lifespan,
         )
         self.api.state.service = svc

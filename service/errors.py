@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -33,3 +34,15 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 async def api_error_handler(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def http_error_handler(_request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route, method not allowed) in the same shape."""
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return JSONResponse(
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )

@@ -250,7 +250,8 @@ class ContentApp:
                 kind, _, token = value.decode("latin-1").partition(" ")
                 if kind.lower() == "bearer" and auth.scope_of(self.engine, token.strip()):
                     return
-                raise NotServed(403, "This token may not read this private distribution")
+                # Every valid scope reads, so the token itself is bad: 401, as on the API.
+                raise NotServed(401, "The token is not valid")
         raise NotServed(401, "This distribution is private: send a bearer token")
 
     async def _file(
