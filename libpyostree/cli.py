@@ -450,6 +450,9 @@ def _parser(extend: Extend | None = None) -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p = verb("cat", cmd_cat, "print a file object's content")
     p.add_argument("checksum")
+    from .deltas.cli import add_parser as add_static_delta_parser
+
+    add_static_delta_parser(sub)
     if extend is not None:
         extend(sub)
     return parser

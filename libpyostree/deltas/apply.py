@@ -87,7 +87,7 @@ def write_varuint64(value: int) -> bytes:
 
 
 def _offtin(buf: bytes, pos: int) -> int:
-    (raw,) = struct.unpack_from("<Q", buf, pos)
+    raw = int.from_bytes(buf[pos : pos + 8], "little")
     magnitude = raw & 0x7FFFFFFFFFFFFFFF
     return -magnitude if raw >> 63 else magnitude
 
@@ -186,6 +186,7 @@ class _PartRun:
     def __init__(
         self,
         repo: Repo,
+        *,
         index: int,
         objects: tuple[tuple[ObjectType, Checksum], ...],
         payload: PartPayload,
@@ -411,8 +412,39 @@ def execute_part(
     stats = stats if stats is not None else ApplyStats()
     if not objects:
         return stats  # ostree skips the payload of an empty part entirely
-    _PartRun(repo, index, objects, payload, to_commit, stats).run()
+    _PartRun(
+        repo, index=index, objects=objects, payload=payload, to_commit=to_commit, stats=stats
+    ).run()
     return stats
+
+
+def scan_ops(
+    objects: tuple[tuple[ObjectType, Checksum], ...], payload: PartPayload
+) -> dict[str, int]:
+    """Count a part's opcodes without executing them (``ostree static-delta show``)."""
+    counts = dict.fromkeys("SowrRcB", 0)
+    ops = payload.ops
+    pos = 0
+    current = 0
+    nargs = {OP_OPEN: 3, OP_WRITE: 2, OP_SET_READ_SOURCE: 1, OP_UNSET_READ_SOURCE: 0,
+             OP_CLOSE: 0, OP_BSPATCH: 2}  # fmt: skip
+    while pos < len(ops):
+        op = ops[pos]
+        pos += 1
+        if op == OP_OPEN_SPLICE_AND_CLOSE:
+            if current >= len(objects):
+                raise CorruptDeltaError("opcodes produce more objects than listed")
+            n = 2 if objects[current][0].is_meta else 4
+        elif op in nargs:
+            n = nargs[op]
+        else:
+            raise CorruptDeltaError(f"Unknown opcode {op} at offset {pos - 1}")
+        for _ in range(n):
+            _value, pos = read_varuint64(ops, pos)
+        if op in (OP_OPEN_SPLICE_AND_CLOSE, OP_CLOSE):
+            current += 1
+        counts[chr(op)] += 1
+    return counts
 
 
 # -- whole deltas ---------------------------------------------------------------------------
@@ -506,9 +538,7 @@ def apply_delta(
                     f"Delta part {i} is {len(data)} bytes, its header says {header.size}"
                 )
             payload = open_part(data, header.checksum)
-        execute_part(
-            repo, header.objects, payload, index=i, to_commit=sb.to_commit, stats=stats
-        )
+        execute_part(repo, header.objects, payload, index=i, to_commit=sb.to_commit, stats=stats)
         stats.parts_applied += 1
     if not repo.has_object(sb.to_commit, ObjectType.COMMIT):
         commit = parse_commit(sb.commit_bytes)

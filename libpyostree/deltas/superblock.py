@@ -107,7 +107,9 @@ def _checksum(raw: bytes, what: str) -> Checksum:
     return Checksum(raw.hex())
 
 
-def parse_object_list(raw: bytes, what: str = "delta part") -> tuple[tuple[ObjectType, Checksum], ...]:
+def parse_object_list(
+    raw: bytes, what: str = "delta part"
+) -> tuple[tuple[ObjectType, Checksum], ...]:
     """The ``[objtype u8][csum 32]`` records of a part header."""
     if len(raw) % OBJECT_RECORD_LEN:
         raise CorruptDeltaError(f"Invalid checksum array length {len(raw)} in {what}")
