@@ -211,6 +211,7 @@ def plan(conn: Connection, pool: Pool, target_id: int, args: ModifyArgs) -> Plan
     adds = bool(args.add_refs or args.add_commits)
     whole = args.source is not None and not adds  # copy that whole version
     new = source.copy() if whole else base.copy()
+    new.ids = {**base.ids, **source.ids}
     # Additions: heads plus history to depth, within what the source holds.
     parents = commit_parents(conn, source.commits)
     wanted: set[str] = set()

@@ -42,9 +42,14 @@ class VersionState:
     objects: set[ObjectKey] = field(default_factory=set)
     deltas: set[tuple[str | None, str, str]] = field(default_factory=set)
     """(from, to, superblock digest)"""
+    ids: dict[ObjectKey, int] = field(default_factory=dict, compare=False)
+    """``objects`` row ids known for (some of) ``objects``: saves lookups when a
+    version is made from loaded ones (copies, removals)."""
 
     def copy(self) -> VersionState:
-        return VersionState(dict(self.refs), set(self.commits), set(self.objects), set(self.deltas))
+        return VersionState(
+            dict(self.refs), set(self.commits), set(self.objects), set(self.deltas), self.ids
+        )
 
 
 def present(n: int) -> ColumnElement[bool]:
@@ -83,13 +88,15 @@ def load_state(conn: Connection, repository_id: int, number: int) -> VersionStat
             .where(mine)
         ).scalars()
     )
-    state.objects = set(
-        conn.execute(
-            select(o.c.checksum, o.c.type)
+    state.ids = {
+        (csum, otype): oid
+        for oid, csum, otype in conn.execute(
+            select(o.c.id, o.c.checksum, o.c.type)
             .join(rc, and_(rc.c.kind == Kind.OBJECT, rc.c.content_id == o.c.id))
             .where(mine)
         )
-    )
+    }
+    state.objects = set(state.ids)
     state.deltas = set(
         conn.execute(
             select(d.c.from_commit, d.c.to_commit, d.c.digest)
@@ -141,11 +148,14 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
         yield items[i : i + _BATCH]
 
 
-def _object_ids(conn: Connection, pool: Pool, keys: set[ObjectKey]) -> dict[ObjectKey, int]:
-    """Ids of the ``objects`` rows for ``keys``, inserting the missing ones."""
+def _object_ids(
+    conn: Connection, pool: Pool, keys: set[ObjectKey], known: dict[ObjectKey, int]
+) -> dict[ObjectKey, int]:
+    """Ids of the ``objects`` rows for ``keys`` (``known`` ones are not looked up),
+    inserting the missing ones."""
     o = db.objects
-    ids: dict[ObjectKey, int] = {}
-    by_csum = sorted({c for c, _t in keys})
+    ids: dict[ObjectKey, int] = {k: known[k] for k in keys if k in known}
+    by_csum = sorted({c for c, t in keys if (c, t) not in ids})
     for chunk in _chunks(by_csum):
         for oid, csum, otype in conn.execute(
             select(o.c.id, o.c.checksum, o.c.type).where(o.c.checksum.in_(chunk))
@@ -327,7 +337,7 @@ def create_version(
         added[kind], removed[kind] = len(add_rows), len(gone)
 
     obj_add, obj_del = new.objects - base.objects, base.objects - new.objects
-    oids = _object_ids(conn, pool, obj_add | obj_del)
+    oids = _object_ids(conn, pool, obj_add | obj_del, {**base.ids, **new.ids})
     apply(Kind.OBJECT, (oids[k] for k in obj_add), (oids[k] for k in obj_del))
     com_add, com_del = new.commits - base.commits, base.commits - new.commits
     cids = _commit_ids(conn, pool, com_add | com_del)
