@@ -670,6 +670,13 @@ async def task_cancel(request: Request) -> Response:
         raise not_found(f"Task {task_id!r:.80} does not exist")
     if state in ("completed", "failed"):
         raise conflict(f"Task {task_id} already finished ({state})")
+    if state == "canceled":  # never ran: nobody else will remove its upload
+        with svc.engine.connect() as conn:
+            args = conn.execute(select(db.tasks.c.args).where(db.tasks.c.id == task_id)).scalar()
+        upload = (args or {}).get("upload")
+        if upload:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(upload)
     return await task_get(request)
 
 

@@ -8,7 +8,7 @@ version_removed``).  Unchanged content costs no rows per new version.
 
 The schema is created and evolved only by the Alembic migrations in
 ``service/migrations`` (:func:`migrate`); the tables here must match them
-(``tests/test_service_db.py`` compares the two).  Only portable SQL: the same
+(``tests/test_service_api.py`` compares the two).  Only portable SQL: the same
 schema runs on PostgreSQL.
 """
 
