@@ -37,6 +37,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}\Z")
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+\Z")
 _MAX_LIMIT = 10000
+_DELTA_SETTINGS = ("compute_delta", "delta_depth", "delta_from_scratch")
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -136,6 +137,9 @@ def repository_json(conn: Connection, row: Any) -> dict[str, Any]:
         "created": iso(row.created),
         "latest_version": latest,
         "retain_versions": row.retain_versions,
+        "compute_delta": row.compute_delta,
+        "delta_depth": row.delta_depth,
+        "delta_from_scratch": row.delta_from_scratch,
         "versions_href": f"/api/v1/repositories/{row.name}/versions",
     }
 
@@ -175,6 +179,21 @@ async def status(request: Request) -> Response:
 # -- repositories ----------------------------------------------------------------------
 
 
+def _delta_settings(body: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key in ("compute_delta", "delta_from_scratch"):
+        if key in body:
+            if not isinstance(body[key], bool):
+                raise bad_request(f"{key} must be true or false")
+            values[key] = body[key]
+    if "delta_depth" in body:
+        depth = body["delta_depth"]
+        if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= 64:
+            raise bad_request("delta_depth must be an integer from 0 to 64")
+        values["delta_depth"] = depth
+    return values
+
+
 def _retain(value: Any) -> int | None:
     if value is None:
         return None
@@ -194,6 +213,10 @@ async def repositories_create(request: Request) -> Response:
     name = validate_name("repository", body.get("name"))
     description = _description(body.get("description", ""))
     retain = _retain(body.get("retain_versions"))
+    deltas = _delta_settings(body)
+    unknown = set(body) - {"name", "description", "retain_versions", *_DELTA_SETTINGS}
+    if unknown:
+        raise bad_request(f"Unknown fields: {', '.join(sorted(unknown))}")
     svc = service(request)
     now = time.time()
     try:
@@ -205,6 +228,7 @@ async def repositories_create(request: Request) -> Response:
                     created=now,
                     next_version=1,
                     retain_versions=retain,
+                    **deltas,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
             digest = svc.pool.put_file(svc.empty_summary())
@@ -256,7 +280,8 @@ async def repository_patch(request: Request) -> Response:
         values["retain_versions"] = _retain(body["retain_versions"])
     if "name" in body:
         values["name"] = validate_name("repository", body["name"])
-    unknown = set(body) - {"description", "retain_versions", "name"}
+    values.update(_delta_settings(body))
+    unknown = set(body) - {"description", "retain_versions", "name", *_DELTA_SETTINGS}
     if unknown:
         raise bad_request(f"Unknown fields: {', '.join(sorted(unknown))}")
     svc = service(request)
@@ -368,6 +393,30 @@ async def repository_sync(request: Request) -> Response:
         _remote_row(conn, remote_name)
     args = {"remote": remote_name, "mirror": mirror}
     return task_ref(svc.runner.submit("sync", args, row.id))
+
+
+async def repository_delta(request: Request) -> Response:
+    """Generate the static delta ``from`` → ``to`` (from scratch without ``from``) as
+    a new version holding it (a task); both commits must be in the latest version."""
+    body = await json_body(request)
+    unknown = set(body) - {"from", "to"}
+    if unknown:
+        raise bad_request(f"Unknown fields: {', '.join(sorted(unknown))}")
+    to, frm = body.get("to"), body.get("from")
+    if not isinstance(to, str) or not is_checksum(to):
+        raise bad_request("to must be a commit checksum (64 lowercase hex)")
+    if frm is not None and (not isinstance(frm, str) or not is_checksum(frm)):
+        raise bad_request("from must be a commit checksum (64 lowercase hex) or absent")
+    if frm == to:
+        raise bad_request("from and to are the same commit")
+    svc = service(request)
+    with svc.engine.connect() as conn:
+        row = repository_row(conn, request.path_params["name"])
+        state = load_state(conn, row.id, latest_number(conn, row.id))
+    for commit in (frm, to):
+        if commit is not None and commit not in state.commits:
+            raise bad_request(f"Commit {commit} is not in the latest version of {row.name}")
+    return task_ref(svc.runner.submit("delta", {"from": frm, "to": to}, row.id))
 
 
 async def orphans_cleanup(request: Request) -> Response:
@@ -1010,6 +1059,7 @@ def routes() -> list[Route]:
         Route(r + "/{name}/import", repository_import, methods=["POST"]),
         Route(r + "/{name}/modify", repository_modify, methods=["POST"]),
         Route(r + "/{name}/sync", repository_sync, methods=["POST"]),
+        Route(r + "/{name}/deltas", repository_delta, methods=["POST"]),
         Route(r + "/{name}/commits/diff", commits_diff, methods=["GET"]),
         Route(r + "/{name}/versions", versions_list, methods=["GET"]),
         Route(v, version_get, methods=["GET"]),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from libpyostree import cli
 from libpyostree.errors import OstreeError
+from service.client import add_client_commands
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -61,6 +62,7 @@ def add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--log-level", default="info")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=cmd_serve)
+    add_client_commands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,6 +39,9 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
+    text,
+    true,
 )
 
 metadata = MetaData()
@@ -62,6 +65,9 @@ repositories = Table(
     Column("created", Float, nullable=False),
     Column("next_version", Integer, nullable=False, default=1),
     Column("retain_versions", Integer, nullable=True),
+    Column("compute_delta", Boolean, nullable=False, server_default=true()),
+    Column("delta_depth", Integer, nullable=False, server_default=text("1")),
+    Column("delta_from_scratch", Boolean, nullable=False, server_default=false()),
 )
 
 repository_versions = Table(

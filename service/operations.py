@@ -16,6 +16,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine, select
 
 from . import db
+from .deltas import add_deltas, ensure_delta, keep_connected
 from .importer import ChildResult, ImportFailed, run_import, run_pull
 from .modify import ModifyArgs, plan
 from .orphans import cleanup
@@ -24,10 +25,12 @@ from .tasks import Handler, TaskCanceled, TaskContext, TaskFailed
 from .versions import (
     VersionState,
     commit_closure,
+    commit_parents,
     create_version,
     delete_version,
     latest_number,
     load_state,
+    pool_parents,
 )
 
 TRANSPORT_OPTIONS = frozenset(
@@ -53,6 +56,24 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
         with engine.connect() as conn:
             number = latest_number(conn, repo_id)
             return number, load_state(conn, repo_id, number)
+
+    def publish(
+        ctx: TaskContext, repo_id: int, base: VersionState, new: VersionState
+    ) -> int | None:
+        """Deltas for ``new`` (per the repository's settings), then the version."""
+        new.deltas = keep_connected(new.deltas, new.commits)
+        with engine.connect() as conn:
+            settings = conn.execute(
+                select(db.repositories).where(db.repositories.c.id == repo_id)
+            ).one()
+            parents = commit_parents(conn, new.commits)
+        parents.update(pool_parents(pool, new.commits - parents.keys()))
+        add_deltas(pool, settings, new, parents, ctx.progress)
+        ctx.check_canceled()
+        with db.writing(engine) as conn:
+            number = create_version(conn, pool, repo_id, base, new)
+        changed(repo_id)
+        return number
 
     def import_task(ctx: TaskContext) -> int | None:
         repo_id = _repository(ctx)
@@ -89,11 +110,7 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
             new.objects |= commit_closure(pool, added, base.objects)
             ctx.progress("Walking the new commits", len(added), len(added))
             ctx.check_canceled()
-            with db.writing(engine) as conn:
-                number = create_version(conn, pool, repo_id, base, new)
-            if number is not None:
-                changed(repo_id)
-            return number
+            return publish(ctx, repo_id, base, new)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(upload)
@@ -139,11 +156,9 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
         with engine.connect() as conn:
             planned = plan(conn, pool, repo_id, args)
         ctx.check_canceled()
-        with db.writing(engine) as conn:
-            number = create_version(conn, pool, repo_id, planned.base, planned.new)
-        ctx.progress("Computing the new version", 1, 1)
         ctx.result = planned.result or None
-        changed(repo_id)
+        number = publish(ctx, repo_id, planned.base, planned.new)
+        ctx.progress("Computing the new version", 1, 1)
         return number
 
     def sync_task(ctx: TaskContext) -> int | None:
@@ -190,14 +205,23 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
             new.refs.update(refs)
             new.objects |= commit_closure(pool, visited - base.commits, base.objects)
             new.commits |= visited
-        new.deltas = {
-            d for d in base.deltas if d[1] in new.commits and (d[0] is None or d[0] in new.commits)
-        }
+        new.deltas = set(base.deltas)  # publish keeps those whose commits remain
         ctx.result = {"refs": refs, "objects_fetched": pulled["fetched"]}
-        with db.writing(engine) as conn:
-            number = create_version(conn, pool, repo_id, base, new)
-        changed(repo_id)
-        return number
+        return publish(ctx, repo_id, base, new)
+
+    def delta_task(ctx: TaskContext) -> int | None:
+        repo_id = _repository(ctx)
+        _number, base = state_of(repo_id)
+        frm, to = ctx.args.get("from"), str(ctx.args["to"])
+        for commit in (frm, to):
+            if commit is not None and commit not in base.commits:
+                raise TaskFailed(f"Commit {commit} is not in the repository's latest version")
+        ctx.progress("Generating static deltas", 0, 1, force=True)
+        new = base.copy()
+        new.deltas = set(base.deltas)
+        new.deltas.add(ensure_delta(pool, frm, to))
+        ctx.progress("Generating static deltas", 1, 1)
+        return publish(ctx, repo_id, base, new)
 
     def orphans_task(ctx: TaskContext) -> int | None:
         result = cleanup(
@@ -213,6 +237,7 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
         "import": import_task,
         "modify": modify_task,
         "sync": sync_task,
+        "delta": delta_task,
         "orphans_cleanup": orphans_task,
         "delete_version": delete_version_task,
         "delete_repository": delete_repository_task,

@@ -7,7 +7,8 @@ files modified recently.
 
 Order: database rows first (content rows no ``repository_content`` row points
 at), then files: pool objects with no ``objects`` row, summary files no
-version names, and stale staging directories under ``tmp/``.
+version names, delta directories with no ``deltas`` row, and stale staging
+directories under ``tmp/``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, and_, select
 
+from libpyostree.deltas.names import DeltaName
+from libpyostree.errors import OstreeError
 from libpyostree.objects import ObjectType
 
 from . import db
@@ -64,6 +67,9 @@ def cleanup(
     with engine.connect() as conn:
         wanted = {(c, t) for c, t in conn.execute(select(db.objects.c.checksum, db.objects.c.type))}
         summaries = set(conn.execute(select(db.repository_versions.c.summary_digest)).scalars())
+        conn_deltas = [
+            (f, t) for f, t in conn.execute(select(db.deltas.c.from_commit, db.deltas.c.to_commit))
+        ]
     files = freed = 0
     root = pool.repo.path / "objects"
     prefixes = sorted(os.listdir(root)) if root.is_dir() else []
@@ -91,6 +97,23 @@ def cleanup(
                 os.unlink(entry.path)
                 files += 1
                 freed += st.st_size
+    kept = set(conn_deltas)
+    deltas_root = pool.repo.path / "deltas"
+    for dirpath, _dirs, names in os.walk(deltas_root) if deltas_root.is_dir() else []:
+        if "superblock" not in names:
+            continue
+        try:
+            delta = DeltaName.from_relpath(os.path.relpath(dirpath, deltas_root))
+        except OstreeError:
+            continue
+        if (delta.from_commit, delta.to_commit) in kept:
+            continue
+        if os.stat(os.path.join(dirpath, "superblock")).st_mtime > cutoff:
+            continue
+        for fname in names:
+            freed += os.stat(os.path.join(dirpath, fname)).st_size
+            files += 1
+        shutil.rmtree(dirpath, ignore_errors=True)
     tmp = pool.repo.path / "tmp"
     for entry in os.scandir(tmp) if tmp.is_dir() else []:
         # Staging directories of imports that died; an exclusive task runs alone.

@@ -12,6 +12,7 @@ processes sharing the database).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -23,6 +24,9 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, select
 
+from libpyostree.deltas.index import build_index
+from libpyostree.deltas.names import DeltaName, index_target_from_relpath
+from libpyostree.errors import OstreeError
 from libpyostree.objects import ObjectType
 
 from . import auth, db
@@ -65,6 +69,8 @@ class VersionContent:
     refs: dict[str, str]
     objects: frozenset[str]
     """``"XX/rest.suffix"`` relative object paths, as requested."""
+    deltas: dict[tuple[str | None, str], str]
+    """(from, to) → superblock sha256 (hex)."""
 
 
 class NotServed(Exception):
@@ -169,7 +175,16 @@ class ContentCache:
                     .where(mine)
                 )
             )
-        return VersionContent(digest, refs, objects)
+            d = db.deltas
+            deltas = {
+                (f, t): g
+                for f, t, g in conn.execute(
+                    select(d.c.from_commit, d.c.to_commit, d.c.digest)
+                    .join(rc, and_(rc.c.kind == Kind.DELTA, rc.c.content_id == d.c.id))
+                    .where(mine)
+                )
+            }
+        return VersionContent(digest, refs, objects, deltas)
 
 
 def _error(status: int, message: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -239,8 +254,34 @@ class ContentApp:
             await _reply(scope, send, head, body=body, etag=etag, cache=SHORT)
         elif rest == "summary.sig":
             raise NotServed(404, "This distribution's summary is not signed")
-        elif rest.startswith(("deltas/", "delta-indexes/")):
-            raise NotServed(404, f"{rest} is not in version {number}")
+        elif rest.startswith("deltas/"):
+            directory, _, fname = rest[len("deltas/") :].rpartition("/")
+            try:
+                name = DeltaName.from_relpath(directory)
+            except OstreeError:
+                raise NotServed(400, f"Invalid delta path {rest!r:.200}") from None
+            if (name.from_commit, name.to_commit) not in content.deltas:
+                raise NotServed(404, f"Delta {name} is not in version {number}")
+            if fname != "superblock" and not fname.isdigit():
+                raise NotServed(404, f"Delta {name} has no file {fname!r:.40}")
+            path = str(self.pool.repo.path / name.path(fname))
+            etag = b'"' + f"{name}/{fname}".encode() + b'"'
+            await self._file(scope, send, head, path=path, etag=etag, cache=IMMUTABLE)
+        elif rest.startswith("delta-indexes/"):
+            try:
+                target = index_target_from_relpath(rest[len("delta-indexes/") :])
+            except OstreeError:
+                raise NotServed(400, f"Invalid delta index path {rest!r:.200}") from None
+            entries = {
+                (f"{f}-{t}" if f else t): bytes.fromhex(g)
+                for (f, t), g in content.deltas.items()
+                if t == target
+            }
+            if not entries:
+                raise NotServed(404, f"No delta to {target} in version {number}")
+            body = build_index(entries)
+            etag = b'"' + hashlib.sha256(body).hexdigest().encode() + b'"'
+            await _reply(scope, send, head, body=body, etag=etag, cache=SHORT)
         else:
             raise NotServed(404, f"{rest} is not served (version {number})")
 

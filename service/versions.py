@@ -31,6 +31,8 @@ from .pool import Pool
 
 ObjectKey = tuple[str, int]
 """(checksum, ObjectType value)."""
+DeltaKey = tuple[str | None, str, str]
+"""(from commit or None for scratch, to commit, superblock sha256 hex)."""
 
 _BATCH = 500
 
@@ -40,8 +42,7 @@ class VersionState:
     refs: dict[str, str] = field(default_factory=dict)
     commits: set[str] = field(default_factory=set)
     objects: set[ObjectKey] = field(default_factory=set)
-    deltas: set[tuple[str | None, str, str]] = field(default_factory=set)
-    """(from, to, superblock digest)"""
+    deltas: set[DeltaKey] = field(default_factory=set)
     ids: dict[ObjectKey, int] = field(default_factory=dict, compare=False)
     """``objects`` row ids known for (some of) ``objects``: saves lookups when a
     version is made from loaded ones (copies, removals)."""
@@ -236,11 +237,20 @@ def _ref_ids(conn: Connection, pairs: set[tuple[str, str]]) -> dict[tuple[str, s
     return ids
 
 
-def _delta_ids(
-    conn: Connection, pool: Pool, keys: set[tuple[str | None, str, str]]
-) -> dict[tuple[str | None, str, str], int]:
+def _delta_size(pool: Pool, key: DeltaKey) -> int:
+    """Bytes of the delta's files in the pool (superblock and parts)."""
+    from libpyostree.deltas.names import DeltaName
+
+    name = DeltaName(Checksum(key[0]) if key[0] else None, Checksum(key[1]))
+    directory = pool.repo.path / name.dir
+    if not directory.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+
+
+def _delta_ids(conn: Connection, pool: Pool, keys: set[DeltaKey]) -> dict[DeltaKey, int]:
     d = db.deltas
-    ids: dict[tuple[str | None, str, str], int] = {}
+    ids: dict[DeltaKey, int] = {}
     for key in keys:
         found = conn.execute(
             select(d.c.id).where(
@@ -251,7 +261,12 @@ def _delta_ids(
         ).scalar()
         if found is None:
             found = conn.execute(
-                insert(d).values(from_commit=key[0], to_commit=key[1], digest=key[2], size=0)
+                insert(d).values(
+                    from_commit=key[0],
+                    to_commit=key[1],
+                    digest=key[2],
+                    size=_delta_size(pool, key),
+                )
             ).inserted_primary_key[0]  # type: ignore[index]
         ids[key] = int(found)
     return ids
@@ -444,4 +459,13 @@ def commit_parents(conn: Connection, checksums: Iterable[str]) -> dict[str, str 
         out.update(
             conn.execute(select(c.c.checksum, c.c.parent).where(c.c.checksum.in_(chunk))).all()
         )
+    return out
+
+
+def pool_parents(pool: Pool, checksums: Iterable[str]) -> dict[str, str | None]:
+    """checksum → parent read from the pool's commit objects (commits without rows yet)."""
+    out: dict[str, str | None] = {}
+    for checksum in checksums:
+        parent = pool.repo.read_commit(checksum, verify=False).parent
+        out[checksum] = str(parent) if parent is not None else None
     return out
