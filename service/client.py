@@ -385,12 +385,24 @@ def _changes(summary: dict[str, Any] | None) -> str:
     return ", ".join(parts) or "-"
 
 
+def _delta_settings(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if args.compute_delta is not None:
+        body["compute_delta"] = args.compute_delta
+    if args.delta_depth is not None:
+        body["delta_depth"] = args.delta_depth
+    if args.delta_from_scratch is not None:
+        body["delta_from_scratch"] = args.delta_from_scratch
+    return body
+
+
 def cmd_repository_create(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"name": args.name}
     if args.description is not None:
         body["description"] = args.description
     if args.retain_versions is not None:
         body["retain_versions"] = args.retain_versions
+    body.update(_delta_settings(args))
     with _client(args) as api:
         repo = api.request("POST", "/api/v1/repositories", json=body)
     if args.json:
@@ -449,9 +461,11 @@ def cmd_repository_update(args: argparse.Namespace) -> int:
         body["retain_versions"] = None
     elif args.retain_versions is not None:
         body["retain_versions"] = args.retain_versions
+    body.update(_delta_settings(args))
     if not body:
         raise ClientError(
-            "nothing to update: give --description, --retain-versions or --retain-all"
+            "nothing to update: give --description, --retain-versions, --retain-all "
+            "or a delta setting"
         )
     with _client(args) as api:
         repo = api.request("PATCH", _repo_path(args.name), json=body)
@@ -860,6 +874,132 @@ def cmd_task_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- copy, remove, sync, deltas, orphans, diffs -------------------------------------------
+
+
+def _version_result(args: argparse.Namespace, api: Client, name: str, task: dict[str, Any]) -> None:
+    """Report a task that may have created a version of ``name``."""
+    if args.json:
+        _print_json(task)
+        return
+    number = task.get("created_version")
+    result = task.get("result") or {}
+    for ref in result.get("refs_removed_with_their_commit", []):
+        print(f"Ref {ref} was removed with its commit")
+    if number is None:
+        latest = api.get(_repo_path(name))["latest_version"]
+        print(f"Nothing changed: {name} stays at version {latest}")
+        return
+    version = api.get(f"{_repo_path(name)}/versions/{number}")
+    print(f"Created version {number} of {name} ({_changes(version['content_summary'])})")
+
+
+def _modify(args: argparse.Namespace, name: str, body: dict[str, Any]) -> int:
+    with _client(args) as api:
+        ref = api.request("POST", f"{_repo_path(name)}/modify", json=body)
+        task = _run_task(args, api, ref)
+        if task is not None:
+            _version_result(args, api, name, task)
+    return 0
+
+
+def cmd_repository_copy(args: argparse.Namespace) -> int:
+    source: dict[str, Any] = {"repository": args.source}
+    if args.version is not None:
+        source["version"] = args.version
+    body: dict[str, Any] = {"source": source, "depth": args.depth}
+    if args.ref:
+        body["add_refs"] = args.ref
+    if args.commit:
+        body["add_commits"] = args.commit
+    return _modify(args, args.dest, body)
+
+
+def cmd_repository_remove(args: argparse.Namespace) -> int:
+    if not args.ref and not args.commit:
+        raise ClientError("give at least one --ref or --commit to remove")
+    body: dict[str, Any] = {}
+    if args.ref:
+        body["remove_refs"] = args.ref
+    if args.commit:
+        body["remove_commits"] = args.commit
+    return _modify(args, args.name, body)
+
+
+def cmd_repository_sync(args: argparse.Namespace) -> int:
+    body = {"remote": args.remote, "mirror": args.mirror}
+    with _client(args) as api:
+        ref = api.request("POST", f"{_repo_path(args.name)}/sync", json=body)
+        task = _run_task(args, api, ref)
+        if task is not None:
+            _version_result(args, api, args.name, task)
+    return 0
+
+
+def cmd_delta_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"to": args.to}
+    if args.from_commit:
+        body["from"] = args.from_commit
+    with _client(args) as api:
+        ref = api.request("POST", f"{_repo_path(args.name)}/deltas", json=body)
+        task = _run_task(args, api, ref)
+        if task is not None:
+            _version_result(args, api, args.name, task)
+    return 0
+
+
+def cmd_delta_list(args: argparse.Namespace) -> int:
+    with _client(args) as api:
+        page = api.list_all(f"{_repo_path(args.name)}/versions/{_seg(args.version)}/deltas")
+    if args.json:
+        _print_json(page)
+        return 0
+    rows = [[d["from"] or "(scratch)", d["to"], _size(d["size"])] for d in page["results"]]
+    _table(["FROM", "TO", "SIZE"], rows)
+    return 0
+
+
+def cmd_version_diff(args: argparse.Namespace) -> int:
+    params = {"base": args.base} if args.base is not None else {}
+    path = f"{_repo_path(args.name)}/versions/{_seg(args.number)}/diff"
+    with _client(args) as api:
+        diff = api.get(path, **params)
+    if args.json:
+        _print_json(diff)
+        return 0
+    print(f"Version {diff['version']} against version {diff['base']}")
+    for r in diff["refs"]["added"]:
+        print(f"A ref    {r['name']} {r['commit']}")
+    for r in diff["refs"]["removed"]:
+        print(f"D ref    {r['name']} {r['commit']}")
+    for r in diff["refs"]["moved"]:
+        print(f"M ref    {r['name']} {r['from']} -> {r['to']}")
+    for c in diff["commits"]["added"]:
+        print(f"A commit {c}")
+    for c in diff["commits"]["removed"]:
+        print(f"D commit {c}")
+    return 0
+
+
+def cmd_orphans_cleanup(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {}
+    if args.older_than is not None:
+        body["older_than"] = args.older_than
+    with _client(args) as api:
+        ref = api.request("POST", "/api/v1/orphans/cleanup", json=body)
+        task = _run_task(args, api, ref)
+    if task is not None:
+        if args.json:
+            _print_json(task)
+        else:
+            result = task.get("result") or {}
+            print(
+                f"Deleted {result.get('files_deleted', 0)} files "
+                f"({_size(result.get('bytes_freed', 0))})"
+            )
+    return 0
+
+
 # -- the parsers ---------------------------------------------------------------------------
 
 
@@ -907,10 +1047,30 @@ def add_client_commands(sub: SubParsers) -> None:
 
     # repository
     repo = group(sub, "repository", "repositories on the service (versions, content, imports)")
+
+    def delta_options(p: argparse.ArgumentParser) -> None:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--compute-delta", dest="compute_delta", action="store_const", const=True)
+        g.add_argument(
+            "--no-compute-delta", dest="compute_delta", action="store_const", const=False
+        )
+        p.add_argument("--delta-depth", type=int, metavar="N", help="deltas from N parents")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument(
+            "--delta-from-scratch", dest="delta_from_scratch", action="store_const", const=True
+        )
+        g.add_argument(
+            "--no-delta-from-scratch",
+            dest="delta_from_scratch",
+            action="store_const",
+            const=False,
+        )
+
     p = action(repo, "create", cmd_repository_create, "create a repository")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--description")
     p.add_argument("--retain-versions", type=int, metavar="N", help="keep only the last N")
+    delta_options(p)
     p = action(repo, "list", cmd_repository_list, "list repositories")
     p = action(repo, "show", cmd_repository_show, "show a repository")
     p.add_argument("name", metavar="NAME")
@@ -920,6 +1080,7 @@ def add_client_commands(sub: SubParsers) -> None:
     keep = p.add_mutually_exclusive_group()
     keep.add_argument("--retain-versions", type=int, metavar="N")
     keep.add_argument("--retain-all", action="store_true", help="keep every version")
+    delta_options(p)
     p = action(repo, "delete", cmd_repository_delete, "delete a repository", task=True)
     p.add_argument("name", metavar="NAME")
     p = action(
@@ -939,6 +1100,43 @@ def add_client_commands(sub: SubParsers) -> None:
     p = action(versions, "delete", cmd_version_delete, "delete one version", task=True)
     p.add_argument("name", metavar="NAME")
     p.add_argument("number", metavar="N", type=_version_arg)
+
+    p = action(versions, "diff", cmd_version_diff, "refs and commits changed between versions")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("number", metavar="N", type=_version_arg)
+    p.add_argument("--base", type=_version_arg, metavar="M", help="default: the previous one")
+
+    p = action(
+        repo,
+        "copy",
+        cmd_repository_copy,
+        "add refs/commits (with closure and history to --depth) from SOURCE to DEST; "
+        "without --ref/--commit, copy the whole version",
+        task=True,
+    )
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("dest", metavar="DEST")
+    p.add_argument("--version", type=int, metavar="N", help="SOURCE's version (default: latest)")
+    p.add_argument("--ref", action="append", metavar="REF", help="repeatable")
+    p.add_argument("--commit", action="append", metavar="C", help="repeatable")
+    p.add_argument("--depth", type=int, default=0, metavar="D", help="parents (-1: all)")
+    p = action(repo, "remove", cmd_repository_remove, "remove refs/commits", task=True)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--ref", action="append", metavar="REF", help="repeatable")
+    p.add_argument("--commit", action="append", metavar="C", help="repeatable")
+    p = action(repo, "sync", cmd_repository_sync, "sync from a remote", task=True)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--remote", required=True, metavar="REMOTE")
+    p.add_argument("--mirror", action="store_true", help="the version becomes the upstream's")
+
+    deltas = group(repo, "delta", "static deltas of a repository")
+    p = action(deltas, "create", cmd_delta_create, "generate a static delta", task=True)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--to", required=True, metavar="C")
+    p.add_argument("--from", dest="from_commit", metavar="C", help="default: from scratch")
+    p = action(deltas, "list", cmd_delta_list, "list the deltas of a version")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--version", type=_version_arg, default="latest", metavar="N")
 
     refs = group(repo, "ref", "refs of a repository version")
     p = action(refs, "list", cmd_ref_list, "list the refs of a version")
@@ -1006,6 +1204,11 @@ def add_client_commands(sub: SubParsers) -> None:
     remote_options(p, create=False)
     p = action(remotes, "delete", cmd_remote_delete, "delete a remote")
     p.add_argument("name", metavar="NAME")
+
+    # orphans
+    orphans = group(sub, "orphans", "pool files and rows no repository version references")
+    p = action(orphans, "cleanup", cmd_orphans_cleanup, "delete orphans (a task)", task=True)
+    p.add_argument("--older-than", type=float, metavar="SECONDS", help="spare newer files")
 
     # task
     tasks = group(sub, "task", "tasks: imports, deletions and other long operations")
