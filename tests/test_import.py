@@ -48,6 +48,7 @@ from libpyostree.objects import (
     build_commitmeta,
     metadata_checksum,
     parse_summary,
+    read_filez,
 )
 from libpyostree.repo import Repo
 from libpyostree.summary import update_summary
@@ -284,6 +285,49 @@ def test_same_member_twice_with_same_content_is_accepted(
     ]
     archive = members_tar(tmp_path, [*py_sources.members, *again])
     assert import_archive(Repo.open(target), archive).refs == {REF: py_sources.c1}
+
+
+@pytest.mark.parametrize("damage", [None, "swapped-inflated-in-chunks", "swapped-staged"])
+def test_content_over_one_mib(damage: str | None, tmp_path: Path) -> None:
+    """Content over 1 MiB is inflated in chunks, members over 1 MiB are staged in files
+    and verified from there: both import, and both are verified."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "zeros").write_bytes(bytes(3 * MIB))  # a small member, large content
+    (tree / "ones").write_bytes(b"\x01" * (3 * MIB))
+    (tree / "random-a").write_bytes(hashlib.shake_256(b"a").digest(2 * MIB))  # large members
+    (tree / "random-b").write_bytes(hashlib.shake_256(b"b").digest(2 * MIB))
+    (tree / "small").write_bytes(b"small\n")
+    src = Repo.init(tmp_path / "src")
+    head = py_commit(src, tree)
+    members = osbuild_members(src.path, REF, read=True)
+    by_content: dict[bytes, Member] = {}
+    for member in object_members(members, ".filez"):
+        content = read_filez(member_data(member))[1]
+        by_content[content[:1] + bytes([len(content) >> 20])] = member
+    pairs = {
+        "swapped-inflated-in-chunks": (b"\x00\x03", b"\x01\x03"),
+        "swapped-staged": (
+            hashlib.shake_256(b"a").digest(1) + b"\x02",
+            hashlib.shake_256(b"b").digest(1) + b"\x02",
+        ),
+    }
+    if damage is not None:
+        a, b = (by_content[k] for k in pairs[damage])
+        assert len(member_data(a)) > MIB or damage != "swapped-staged"
+        swapped = {a.name: with_data(a, member_data(b)), b.name: with_data(b, member_data(a))}
+        members = [swapped.get(m.name, m) for m in members]
+    archive = members_tar(tmp_path, members)
+    target = Repo.init(tmp_path / "target").path
+    if damage is not None:
+        expect_failure(target, archive, CorruptObjectError, "checksum expected=")
+        return
+    result = import_archive(Repo.open(target), archive)
+    assert result.refs == {REF: head}
+    assert result.objects_added == len(object_files(src.path))
+    for rel in object_files(src.path):
+        assert (target / rel).read_bytes() == (src.path / rel).read_bytes()
+    assert not [p for p in tmp_listing(target) if "import" in p]
 
 
 # --- 1. bad input ------------------------------------------------------------------------------
