@@ -204,6 +204,7 @@ class _PartRun:
         self.stats = stats
         self.current = 0
         self.read_source: bytes | None = None
+        self.source_cache: tuple[Checksum, bytes] | None = None
         # The open file object ('o'): header, declared size, buffer; None when closed.
         self.open_header: FileHeader | None = None
         self.open_size = 0
@@ -322,13 +323,16 @@ class _PartRun:
     def op_set_read_source(self) -> None:
         raw = self.blob_range(self.varint(), 32)
         checksum = Checksum(raw.hex())
-        try:
-            _header, content = self.repo.read_file(checksum)
-        except ObjectNotFoundError:
-            raise DeltaApplyError(
-                f"Delta part {self.index}: read source {checksum} is not in the repository"
-            ) from None
-        self.read_source = content
+        # rollsum ops set the same source again after every literal gap: keep the last one.
+        if self.source_cache is None or self.source_cache[0] != checksum:
+            try:
+                _header, content = self.repo.read_file(checksum)
+            except ObjectNotFoundError:
+                raise DeltaApplyError(
+                    f"Delta part {self.index}: read source {checksum} is not in the repository"
+                ) from None
+            self.source_cache = (checksum, content)
+        self.read_source = self.source_cache[1]
 
     def op_bspatch(self) -> None:
         offset = self.varint()
