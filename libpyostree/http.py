@@ -152,6 +152,10 @@ class Transport:
                 continue
             try:
                 status = response.status
+                if not 200 <= status < 300:
+                    # Read the (error page) body, or the next request on this
+                    # keep-alive connection fails with ResponseNotReady.
+                    response.drain_conn()
                 if status in NOT_FOUND:
                     if not_found_ok:
                         return None
