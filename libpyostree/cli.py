@@ -347,10 +347,20 @@ def cmd_pull(args: argparse.Namespace) -> int:
         remote=args.remote,
         options=options,
         progress=None if args.quiet else show,
+        deltas=not args.disable_static_deltas,
     )
     for name, commit in sorted(result.refs.items()):
         print(f"{name} {commit}")
     if not args.quiet:
+        for delta in result.deltas_used:
+            print(f"static delta {delta}", file=sys.stderr)
+        if result.deltas_used:
+            print(
+                f"{result.delta_parts_fetched} delta parts fetched, "
+                f"{result.delta_parts_skipped} already satisfied, "
+                f"{result.delta_fallbacks} fallbacks",
+                file=sys.stderr,
+            )
         print(
             f"{len(result.commits)} commits, {result.fetched} objects fetched",
             file=sys.stderr,
@@ -447,6 +457,9 @@ def _parser(extend: Extend | None = None) -> argparse.ArgumentParser:
     p.add_argument("--password")
     p.add_argument("--header", action="append", help="extra header NAME: VALUE (repeatable)")
     p.add_argument("--proxy", help="proxy URL")
+    p.add_argument(
+        "--disable-static-deltas", action="store_true", help="walk objects, never use deltas"
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     p = verb("cat", cmd_cat, "print a file object's content")
     p.add_argument("checksum")

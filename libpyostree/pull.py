@@ -10,6 +10,12 @@ written only when the whole pull has succeeded, then refs: a commit in the
 repository always has its complete closure, so an interrupted pull is
 resumed by running it again (stored objects are never fetched twice) and a
 failed one leaves no commit or ref behind.
+
+Static deltas (``deltas=True``, the default; ostree itself never uses them
+for archive repositories, we do): delta parts are fetched (size capped by
+their header), checked against their sha256, and applied by the worker
+threads with :func:`libpyostree.deltas.apply.execute_part`, every object
+re-hashed before it is stored; the target commit is still written last.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from dataclasses import dataclass
 from typing import IO
 
 from ._workers import filez_file_checksum
+from .deltas.apply import execute_part, is_commit_partial
+from .deltas.errors import CorruptDeltaError
+from .deltas.part import open_part
 from .errors import CorruptObjectError, OstreeError
 from .http import RemoteOptions, Transport
 from .names import Checksum, validate_remote_name
@@ -56,13 +65,15 @@ def pull(
     progress: Callable[[PullProgress], None] | None = None,
     write_refs: bool = True,
     ref_filter: Callable[[str], bool] | None = None,
+    deltas: bool = True,
 ) -> PullResult:
     """Pull ``refs`` (None: every ref in the remote's summary) with history to ``depth``.
 
     Refs are written as ``refs/heads/NAME`` with ``mirror``, else as
     ``refs/remotes/REMOTE/NAME``; ``write_refs=False`` writes none (the
     service's pool: the result says what was pulled); ``ref_filter`` drops refs
-    (the service's include/exclude globs).  A mirror of every ref
+    (the service's include/exclude globs); ``deltas=False`` never uses static
+    deltas (``--disable-static-deltas``).  A mirror of every ref
     also stores the remote's ``summary`` (and ``summary.sig``) verbatim, as
     ostree does.
     """
@@ -76,12 +87,19 @@ def pull(
         have=repo.has_object,
         read_local=repo.read_object_raw,
         ref_filter=ref_filter,
+        deltas=deltas,
+        local_ref=lambda name: _local_ref(repo, name if mirror else f"{remote}:{name}"),
+        commit_complete=lambda checksum: _commit_complete(repo, checksum),
     )
     tmpdir = str(repo.path / "tmp")
     objects_dir = str(repo.path / "objects")
     counters = [0, 0]  # objects, bytes; updated from several threads: only for progress
+    part_objects: dict[Fetch, int] = {}
 
     def fetch_one(fetch: Fetch) -> bytes | None:
+        if fetch.kind is FetchKind.DELTA_PART:
+            part_objects[fetch] = _apply_part(repo, transport, planner, fetch, counters)
+            return None
         if fetch.kind is FetchKind.OBJECT and fetch.objtype is ObjectType.FILE:
             counters[1] += _fetch_content(transport, fetch, objects_dir, tmpdir)
             counters[0] += 1
@@ -103,6 +121,8 @@ def pull(
                 raise error
             if fetch.kind is FetchKind.OBJECT and fetch.objtype is ObjectType.FILE:
                 planner.stored(fetch)
+            elif fetch.kind is FetchKind.DELTA_PART:
+                planner.part_applied(fetch, part_objects.pop(fetch, 0))
             else:
                 for checksum, objtype, raw in planner.feed(fetch, data):
                     repo.write_object_raw(checksum, objtype, raw)
@@ -175,6 +195,45 @@ class _Workers:
             self._todo.put(None)
         for thread in self._threads:
             thread.join()
+
+
+def _local_ref(repo: Repo, name: str) -> str | None:
+    try:
+        return repo.read_ref(name)
+    except OstreeError:
+        return None
+
+
+def _commit_complete(repo: Repo, checksum: str) -> bool:
+    """Held and not partial (``state/CHECKSUM.commitpartial``, left by ostree)."""
+    return repo.has_object(checksum, ObjectType.COMMIT) and not is_commit_partial(repo, checksum)
+
+
+def _apply_part(
+    repo: Repo, transport: Transport, planner: Planner, fetch: Fetch, counters: list[int]
+) -> int:
+    """Fetch (unless inline), verify and apply one delta part (in a worker thread);
+    returns the number of objects it wrote."""
+    assert fetch.checksum is not None and fetch.part is not None
+    sb = planner.superblock(fetch.checksum)
+    header = sb.parts[fetch.part]
+    if fetch.inline:
+        payload = open_part(sb.inline_parts[fetch.part], None)
+    else:
+        data = transport.get(fetch.path, max_size=fetch.max_size, not_found_ok=False)
+        assert data is not None
+        counters[1] += len(data)
+        counters[0] += 1
+        if len(data) != header.size:
+            raise CorruptDeltaError(
+                f"Delta part {fetch.path} is {len(data)} bytes, its header says {header.size}"
+            )
+        try:
+            payload = open_part(data, header.checksum)
+        except CorruptDeltaError as exc:
+            raise CorruptDeltaError(f"{fetch.path}: {exc}") from None
+    stats = execute_part(repo, header.objects, payload, index=fetch.part, to_commit=sb.to_commit)
+    return stats.objects_written
 
 
 def _fetch_content(transport: Transport, fetch: Fetch, objects_dir: str, tmpdir: str) -> int:
