@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -51,6 +52,18 @@ _SUFFIX_TYPE = {
 }
 IMMUTABLE = b"public, max-age=31536000, immutable"
 SHORT = b"public, max-age=10"
+
+
+class _QuietH2cUpgrades(logging.Filter):
+    """libcurl, and so ``ostree pull``, offers ``Upgrade: h2c`` on every plain-HTTP
+    request.  uvicorn rightly answers in HTTP/1.1 but logs "Unsupported upgrade
+    request." each time: a third of the CPU time of serving a pull went to that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Unsupported upgrade request."
+
+
+_QUIET_H2C_UPGRADES = _QuietH2cUpgrades()
 
 
 @dataclass(frozen=True)
@@ -200,6 +213,7 @@ class ContentApp:
         self.pool = pool
         self.cache = cache
         self.objects_root = str(pool.repo.path / "objects")
+        logging.getLogger("uvicorn.error").addFilter(_QUIET_H2C_UPGRADES)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         method = scope["method"]
@@ -217,9 +231,11 @@ class ContentApp:
         if b"%" in raw:
             raise NotServed(400, "Percent-encoded characters are not allowed in content paths")
         path = scope["path"][len("/content/") :]
-        segments = path.split("/")
-        if any(s in ("", ".", "..") for s in segments[:-1]) or segments[-1] in (".", ".."):
-            raise NotServed(400, "Empty, '.' and '..' path segments are not allowed")
+        # An empty, "." or ".." segment starts the path or follows a "/" (fast path first).
+        if path.startswith((".", "/")) or "/." in path or "//" in path:
+            segments = path.split("/")
+            if any(s in ("", ".", "..") for s in segments[:-1]) or segments[-1] in (".", ".."):
+                raise NotServed(400, "Empty, '.' and '..' path segments are not allowed")
         dist, rest = self.cache.resolve(path)
         if dist.private:
             self._authorize(scope)
