@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test serve lint typecheck bench clean
+.PHONY: test serve lint typecheck bench bench-serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: lint typecheck
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/bench_fsck.py
+
+bench-serve: $(VENV)/.dev-installed
+	$(BIN)/python benchmarks/bench_serve.py
 
 serve: $(VENV)/.service-installed
 	$(BIN)/pyostree serve --host 127.0.0.1 --port 8080 --data-dir ./data
