@@ -622,3 +622,65 @@ def test_cli_reports_deltas(source: Source, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert f"static delta {source.from_delta}" in proc.stderr
     fsck(dest)
+
+
+@ostree
+def test_planner_sans_io_delta_flow(source: Source, tmp_path: Path) -> None:
+    """The planner alone, fed files from disk: discovery, superblock, then parts and
+    fallbacks; after part_applied/stored, the commit comes from the superblock and
+    only its .commitmeta is asked for."""
+    from libpyostree.deltas.apply import execute_part
+    from libpyostree.deltas.part import open_part
+    from libpyostree.pullplan import Fetch, FetchKind, Planner
+
+    dest = holding_a(source, tmp_path)
+    repo = Repo.open(dest)
+    planner = Planner(
+        refs=["main"],
+        depth=0,
+        have=repo.has_object,
+        read_local=repo.read_object_raw,
+        deltas=True,
+        local_ref=lambda name: repo.read_ref(f"origin:{name}"),
+    )
+
+    def body(fetch: Fetch) -> bytes | None:
+        path = source.path / fetch.path
+        return path.read_bytes() if path.exists() else None
+
+    asked: list[Fetch] = []
+    todo = planner.start()
+    while todo:
+        for fetch in todo:
+            asked.append(fetch)
+            if fetch.kind is FetchKind.DELTA_PART:
+                assert fetch.part is not None and fetch.checksum is not None
+                sb = planner.superblock(fetch.checksum)
+                data = body(fetch)
+                assert data is not None and len(data) <= (fetch.max_size or 0)
+                payload = open_part(data, fetch.digest)
+                execute_part(repo, sb.parts[fetch.part].objects, payload, to_commit=sb.to_commit)
+                planner.part_applied(fetch)
+            elif fetch.kind is FetchKind.OBJECT and fetch.objtype is ObjectType.FILE:
+                assert fetch.checksum is not None
+                data = body(fetch)
+                assert data is not None
+                repo.write_object_raw(fetch.checksum, ObjectType.FILE, data)
+                planner.stored(fetch)
+            else:
+                for checksum, objtype, raw in planner.feed(fetch, body(fetch)):
+                    repo.write_object_raw(checksum, objtype, raw)
+        todo = planner.pop(100)
+    result = planner.result()
+    kinds = [f.kind for f in asked]
+    assert kinds.count(FetchKind.DELTA_SUPERBLOCK) == 1
+    assert kinds.count(FetchKind.DELTA_PART) == 1
+    assert [f.path for f in asked if f.kind is FetchKind.OBJECT] == [
+        *sorted(fallback_paths(source, source.from_delta)),
+        commitmeta_path(source.b),
+    ]
+    sb_fetch = next(f for f in asked if f.kind is FetchKind.DELTA_SUPERBLOCK)
+    assert sb_fetch.digest is not None and sb_fetch.max_size == 128 * 1024 * 1024
+    assert set(result.commits) == {source.b}
+    assert set(result.commitmeta) == {source.b}
+    assert result.deltas_used == [str(source.from_delta)]
