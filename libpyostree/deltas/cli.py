@@ -51,6 +51,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         max_chunk_size=args.max_chunk_size,
         compression=args.compression,
         inline=args.inline,
+        bsdiff=not args.disable_bsdiff,
+        max_bsdiff_size=args.max_bsdiff_size,
     )
     generate_delta(repo, to, from_rev, options=options)
     if (repo.path / "summary").exists():
@@ -153,6 +155,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )  # fmt: skip
     p.add_argument("--max-chunk-size", type=int, default=32, metavar="MB", help="default 32")
     p.add_argument("--compression", choices=["xz", "none"], default="xz")
+    p.add_argument("--disable-bsdiff", action="store_true", help="no bsdiff (rollsum still)")
+    p.add_argument(
+        "--max-bsdiff-size", type=int, default=128, metavar="MB",
+        help="bsdiff only files whose old and new sizes add up to at most this (default 128)",
+    )  # fmt: skip
     verb("list", cmd_list, "list the deltas of a repository")
     p = verb("show", cmd_show, "describe one delta")
     p.add_argument("delta", metavar="NAME", help="FROM-TO or TO")

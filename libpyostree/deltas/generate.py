@@ -3,10 +3,11 @@ compatible generator").
 
 - new = closure(TO) minus closure(FROM), FROM = ∅ for a delta from scratch; the TO
   commit and its ``.commitmeta`` live in the superblock, never in a part.
-- Emission order: every new dirtree/dirmeta as ``S``; then regular files — each
-  one through the first :class:`FileStrategy` that takes it (none yet: rollsum and
-  bsdiff plug in here), else a *fallback* when larger than ``min_fallback_size``
-  MB (10^6 bytes; 0 disables fallbacks), else ``S``; then symlinks as ``S``.
+- Emission order: every new dirtree/dirmeta as ``S``; then the regular files
+  taken by a :class:`FileStrategy`, strategy by strategy (by default, for a delta
+  from a commit: rollsum, then bsdiff — :mod:`.similar`); then the other regular
+  files, each a *fallback* when larger than ``min_fallback_size`` MB (10^6 bytes;
+  0 disables fallbacks), else ``S``; then symlinks as ``S``.
 - A new part starts when the current one holds objects and its estimated size
   plus the next object's exceeds ``max_chunk_size`` MB; parts are xz (or not)
   compressed; mode and xattr tables are de-duplicated per part.  No change at all
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import OstreeError
+from ..errors import ObjectNotFoundError, OstreeError
 from ..gvariant import Variant
 from ..names import Checksum
 from ..objects import FileHeader, ObjectType, parse_filez
@@ -64,6 +65,10 @@ class DeltaOptions:
     compression: str = "xz"
     inline: bool = False
     metadata: dict[str, Variant] = field(default_factory=dict)
+    rollsum: bool = True
+    bsdiff: bool = True
+    max_bsdiff_size: int = 128
+    """bsdiff only pairs whose two sizes add up to at most this (10^6 bytes)."""
 
 
 @dataclass
@@ -148,6 +153,13 @@ class PartBuilder:
     def set_read_source(self, checksum: Checksum) -> None:
         self._op(OP_SET_READ_SOURCE, self._blob_add(bytes.fromhex(checksum)))
 
+    def blob_checksum(self, checksum: Checksum) -> int:
+        """Add a binary checksum to the blob (for :meth:`set_read_source_offset`)."""
+        return self._blob_add(bytes.fromhex(checksum))
+
+    def set_read_source_offset(self, offset: int) -> None:
+        self._op(OP_SET_READ_SOURCE, offset)
+
     def unset_read_source(self) -> None:
         self._op(OP_UNSET_READ_SOURCE)
 
@@ -206,6 +218,18 @@ def _read_content(repo: Repo, checksum: str) -> tuple[FileHeader, bytes, int]:
     return info.header, b"".join(iter_inflate(data, info.body_offset, info.size)), len(data)
 
 
+def read_file_header(repo: Repo, checksum: str) -> tuple[FileHeader, int]:
+    """Header and content size of a file object, reading only its header."""
+    try:
+        with open(repo.object_path(checksum, ObjectType.FILE), "rb") as f:
+            head = f.read(8)
+            rest = f.read(int.from_bytes(head[:4], "big")) if len(head) == 8 else b""
+    except FileNotFoundError:
+        raise ObjectNotFoundError(checksum, ObjectType.FILE.name_str) from None
+    info = parse_filez(head + rest)
+    return info.header, info.size
+
+
 def _closure(repo: Repo, commit: str) -> dict[tuple[Checksum, ObjectType], None]:
     return dict.fromkeys(iter_commit_closure(repo, commit, 0, verify=False))
 
@@ -237,7 +261,12 @@ def generate_delta(
     new.pop((to_commit, ObjectType.COMMIT_META), None)
 
     emitter = _Emitter(options.max_chunk_size * MB)
-    file_strategies = list(strategies(repo, from_commit, to_commit)) if strategies else []
+    if strategies is not None:
+        file_strategies = list(strategies(repo, from_commit, to_commit))
+    else:
+        from .similar import default_strategies
+
+        file_strategies = list(default_strategies(repo, from_commit, to_commit, options))
     for checksum, objtype in new:
         if objtype in (ObjectType.DIR_TREE, ObjectType.DIR_META):
             data = repo.read_metadata(checksum, objtype)
@@ -246,26 +275,35 @@ def generate_delta(
     fallbacks: list[Fallback] = []
     symlinks: list[Checksum] = []
     min_fallback = options.min_fallback_size * MB
+    taken: list[list[tuple[FileObject, int]]] = [[] for _ in file_strategies]
+    plain: list[FileObject] = []
     for checksum, objtype in new:
         if objtype is not ObjectType.FILE:
             continue
-        raw = repo.read_object_raw(checksum, ObjectType.FILE)
-        info = parse_filez(raw)
-        if info.header.is_symlink:
+        header, size = read_file_header(repo, checksum)
+        if header.is_symlink:
             symlinks.append(checksum)
             continue
-        obj = FileObject(checksum, info.header, info.size)
-        for strategy in file_strategies:
+        obj = FileObject(checksum, header, size)
+        for k, strategy in enumerate(file_strategies):
             cost = strategy.estimate(obj)
             if cost is not None:
-                strategy.emit(emitter.part_for(cost), obj)
+                taken[k].append((obj, cost))
                 break
         else:
-            if min_fallback > 0 and info.size > min_fallback:
-                fallbacks.append(Fallback(ObjectType.FILE, checksum, len(raw), info.size))
-                continue
-            content = b"".join(iter_inflate(raw, info.body_offset, info.size))
-            emitter.part_for(len(content)).splice_file(checksum, info.header, content)
+            plain.append(obj)
+    for strategy, objs in zip(file_strategies, taken, strict=True):
+        for obj, cost in objs:
+            strategy.emit(emitter.part_for(cost), obj)
+    for obj in plain:
+        if min_fallback > 0 and obj.size > min_fallback:
+            stored = os.path.getsize(repo.object_path(obj.checksum, ObjectType.FILE))
+            fallbacks.append(Fallback(ObjectType.FILE, obj.checksum, stored, obj.size))
+            continue
+        raw = repo.read_object_raw(obj.checksum, ObjectType.FILE)
+        info = parse_filez(raw)
+        content = b"".join(iter_inflate(raw, info.body_offset, info.size))
+        emitter.part_for(len(content)).splice_file(obj.checksum, info.header, content)
     for checksum in symlinks:
         header, _content, _ = _read_content(repo, checksum)
         target = header.symlink_target.encode("utf-8")
