@@ -471,3 +471,36 @@ def _op_letters(ops: bytes, sb: Superblock) -> list[str]:
             per_object[-1] += "R"  # bsdiff's trailing R belongs to the closed object
             current = ""
     return sorted(per_object)
+
+
+def test_generate_without_bsdiff4(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without bsdiff4: positional patches for in-place edits, ``S`` for the rest."""
+    monkeypatch.setattr(bsd, "_core", None)
+    rnd = random.Random(8)
+    old_edit, old_moved = rnd.randbytes(200_000), rnd.randbytes(200_000)
+    edited = bytearray(old_edit)
+    for i in range(0, len(edited), 3000):
+        edited[i] ^= 1
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    write_file(a_dir / "edit.bin", old_edit)
+    write_file(a_dir / "moved.bin", old_moved)
+    write_file(b_dir / "edit.bin", bytes(edited))
+    # Shifted by one byte and edited all over: no chunk matches, no byte in place.
+    moved = bytearray(b"!" + old_moved)
+    for i in range(0, len(moved), 3000):
+        moved[i] ^= 1
+    write_file(b_dir / "moved.bin", bytes(moved))
+    repo = Repo.init(tmp_path / "repo")
+    a = commit_directory(repo, a_dir, branch="main", timestamp=BASE_TIME)
+    b = commit_directory(repo, b_dir, branch="main", timestamp=BASE_TIME + 60)
+    result = generate_delta(repo, b, a)
+    name = DeltaName(a, b)
+    ops = _ops(repo.path, result.superblock, repo.path / name.dir)
+    assert ops["B"] == 1 and ops["o"] == 1 and ops["S"] >= 2
+    dst = Repo.init(tmp_path / "dst")
+    for checksum, objtype in iter_commit_closure(repo, a):
+        dst.write_object_raw(checksum, objtype, repo.read_object_raw(checksum, objtype))
+    apply_offline(dst, repo.path / name.dir)
+    for checksum, objtype in iter_commit_closure(repo, b):
+        if objtype is ObjectType.FILE:
+            assert dst.read_file(checksum) == repo.read_file(checksum)
