@@ -380,7 +380,9 @@ class Planner:
             else:
                 job.heads.append(name)  # walked with the others when the delta is done
             return
-        if commit in self._depths:
+        if commit in self._depths or self._complete(commit):
+            # Held already: ostree would still GET the index (or probe a superblock)
+            # and then walk; the answer cannot change anything, so walk at once.
             self._want_commit(commit, self.depth, optional=False, binding=name)
             return
         from_local = self.local_ref(name) if self.local_ref is not None else None

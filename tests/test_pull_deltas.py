@@ -684,3 +684,15 @@ def test_planner_sans_io_delta_flow(source: Source, tmp_path: Path) -> None:
     assert set(result.commits) == {source.b}
     assert set(result.commitmeta) == {source.b}
     assert result.deltas_used == [str(source.from_delta)]
+
+
+@ostree
+def test_held_target_asks_for_no_delta(source: Source, tmp_path: Path) -> None:
+    dest = holding_a(source, tmp_path)
+    with serve(source.path) as served:
+        pull(Repo.open(dest), served.url, ["main"], options=FAST)
+        served.log.clear()
+        again = pull(Repo.open(dest), served.url, ["main"], options=FAST)
+        assert again.deltas_used == [] and again.commits == {}
+        assert not served.requested("deltas/") and not served.requested("delta-indexes/")
+        assert not served.requested("objects/")
