@@ -26,7 +26,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -66,6 +66,7 @@ def pull(
     write_refs: bool = True,
     ref_filter: Callable[[str], bool] | None = None,
     deltas: bool = True,
+    local_refs: Mapping[str, str] | None = None,
 ) -> PullResult:
     """Pull ``refs`` (None: every ref in the remote's summary) with history to ``depth``.
 
@@ -73,7 +74,9 @@ def pull(
     ``refs/remotes/REMOTE/NAME``; ``write_refs=False`` writes none (the
     service's pool: the result says what was pulled); ``ref_filter`` drops refs
     (the service's include/exclude globs); ``deltas=False`` never uses static
-    deltas (``--disable-static-deltas``).  A mirror of every ref
+    deltas (``--disable-static-deltas``); ``local_refs`` (remote ref name →
+    commit) replaces the repository's refs as the starting points deltas are
+    chosen from (the service passes its version's refs).  A mirror of every ref
     also stores the remote's ``summary`` (and ``summary.sig``) verbatim, as
     ostree does.
     """
@@ -88,7 +91,11 @@ def pull(
         read_local=repo.read_object_raw,
         ref_filter=ref_filter,
         deltas=deltas,
-        local_ref=lambda name: _local_ref(repo, name if mirror else f"{remote}:{name}"),
+        local_ref=(
+            local_refs.get
+            if local_refs is not None
+            else lambda name: _local_ref(repo, name if mirror else f"{remote}:{name}")
+        ),
         commit_complete=lambda checksum: _commit_complete(repo, checksum),
     )
     tmpdir = str(repo.path / "tmp")

@@ -112,6 +112,7 @@ def _pull(request: dict[str, Any], progress: Callable[..., None]) -> dict[str, A
         progress=report,
         write_refs=False,
         ref_filter=selected,
+        local_refs=request.get("local_refs") or {},
     )
     return {
         "refs": {n: str(c) for n, c in result.refs.items()},
@@ -178,6 +179,7 @@ def run_pull(
     exclude_refs: list[str] | None,
     depth: int,
     options: dict[str, Any],
+    local_refs: dict[str, str],
     progress: Callable[[int, int, int], None],
     canceled: Callable[[], bool],
 ) -> dict[str, Any]:
@@ -191,6 +193,7 @@ def run_pull(
         "exclude_refs": exclude_refs,
         "depth": depth,
         "options": options,
+        "local_refs": local_refs,
     }
     return run_child(request, progress, canceled)
 

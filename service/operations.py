@@ -186,6 +186,8 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
                 exclude_refs=options.get("exclude_refs"),
                 depth=int(options.get("depth") or 0),
                 options=transport,
+                # Deltas start from what the version holds (ostree's local refs).
+                local_refs=dict(base.refs),
                 progress=progress,
                 canceled=ctx.cancel_event.is_set,
             )
