@@ -222,7 +222,9 @@ def test_resume_after_failure(source: Source, server: FaultServer, tmp_path: Pat
     server.clear()
     pull(Repo.open(dest), server.url, depth=-1)
     assert {p.removeprefix("objects/") for p in server.objects_requested()} & stored == set()
-    assert server.objects_requested(".filez") == [victim]
+    # The failure stops the pull: fetches still queued then are made now (how many
+    # depends on timing), the victim among them; nothing stored is fetched twice.
+    assert victim in server.objects_requested(".filez")
     fsck(dest)
 
 
