@@ -48,6 +48,22 @@ _INT: Schema = {"type": "integer"}
 _BOOL: Schema = {"type": "boolean"}
 _TIME: Schema = {"type": "string", "format": "date-time"}
 _CHECKSUM: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_DELTA_SETTINGS: dict[str, Schema] = {
+    "compute_delta": {
+        "type": "boolean",
+        "description": "Generate static deltas for every new version (default true)",
+    },
+    "delta_depth": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 64,
+        "description": "Deltas to each ref's head from its N previous commits (default 1)",
+    },
+    "delta_from_scratch": {
+        "type": "boolean",
+        "description": "Also a delta from scratch to each ref's head (default false)",
+    },
+}
 _NAME: Schema = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"}
 _OBJECT_TYPES = [t.name_str for t in ObjectType]
 _TASK_STATES = ["waiting", "running", "completed", "failed", "canceled"]
@@ -80,13 +96,24 @@ SCHEMAS: dict[str, Schema] = {
         },
     ),
     "Repository": _object(
-        ["name", "description", "created", "latest_version", "retain_versions", "versions_href"],
+        [
+            "name",
+            "description",
+            "created",
+            "latest_version",
+            "retain_versions",
+            "compute_delta",
+            "delta_depth",
+            "delta_from_scratch",
+            "versions_href",
+        ],
         {
             "name": _NAME,
             "description": _STR,
             "created": _TIME,
             "latest_version": _INT,
             "retain_versions": _nullable({"type": "integer", "minimum": 1}),
+            **_DELTA_SETTINGS,
             "versions_href": _STR,
         },
     ),
@@ -96,6 +123,15 @@ SCHEMAS: dict[str, Schema] = {
             "name": _NAME,
             "description": _STR,
             "retain_versions": _nullable({"type": "integer", "minimum": 1}),
+            **_DELTA_SETTINGS,
+        },
+        additionalProperties=False,
+    ),
+    "DeltaCreate": _object(
+        ["to"],
+        {
+            "to": {**_CHECKSUM, "description": "The target commit"},
+            "from": {**_CHECKSUM, "description": "The start commit (default: from scratch)"},
         },
         additionalProperties=False,
     ),
@@ -105,6 +141,7 @@ SCHEMAS: dict[str, Schema] = {
             "name": _NAME,
             "description": _STR,
             "retain_versions": _nullable({"type": "integer", "minimum": 1}),
+            **_DELTA_SETTINGS,
         },
         additionalProperties=False,
     ),
@@ -430,6 +467,12 @@ OPERATIONS: dict[str, Op] = {
         _TASK,
         "202",
         "Modify",
+    ),
+    "repository_delta": Op(
+        "Generate a static delta (from scratch without 'from') as a new version (a task)",
+        _TASK,
+        "202",
+        "DeltaCreate",
     ),
     "repository_sync": Op(
         "Fetch a remote's selected refs as a new version (a task)", _TASK, "202", "Sync"

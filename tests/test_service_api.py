@@ -774,9 +774,13 @@ def test_objects_filters_and_paging(world: World) -> None:
     error_of(api.get(url, params={"limit": 0}), 400)
 
 
-def test_deltas_is_an_empty_list(world: World) -> None:
+def test_deltas_list_the_versions_deltas(world: World) -> None:
+    """compute_delta is on by default: version 2 got the delta from STABLE's parent."""
     api = world.api
-    assert api.ok(api.get(f"{R}/iot/versions/latest/deltas")) == {"count": 0, "results": []}
+    page = api.ok(api.get(f"{R}/iot/versions/latest/deltas"))
+    assert [(d["from"], d["to"]) for d in page["results"]] == [(world.c1, world.c2)]
+    assert page["results"][0]["size"] > 0
+    assert api.ok(api.get(f"{R}/iot/versions/1/deltas")) == {"count": 0, "results": []}
 
 
 # --- distributions ---------------------------------------------------------------------------------
@@ -986,8 +990,16 @@ def asgi_get(
 
 def test_serve_not_served_paths(world: World) -> None:
     assert content(world, "iot/latest/summary.sig").status_code == 404
-    assert content(world, "iot/latest/deltas/ab/cdef/superblock").status_code == 404
-    assert content(world, "iot/latest/delta-indexes/ab/cd.index").status_code == 404
+    assert content(world, "iot/latest/deltas/ab/cdef/superblock").status_code == 400
+    assert (
+        content(
+            world, "iot/v1/deltas/q6/urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s/superblock"
+        ).status_code
+        == 404
+    )
+    assert content(world, "iot/latest/delta-indexes/ab/cd.index").status_code == 400
+    index = "iot/v1/delta-indexes/q6/urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s.index"
+    assert content(world, index).status_code == 404
     assert content(world, "iot/latest/refs/remotes/x").status_code == 404
     assert content(world, "nowhere/config").status_code == 404
     assert content(world, "iot/config").status_code == 404

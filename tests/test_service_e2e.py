@@ -219,7 +219,8 @@ def test_import_all_counts_and_pull(api: ApiClient, simple: Simple, tmp_path: Pa
     assert simple.task["repository"] == "simple"
     version = api.version("simple", 1)
     expected_objects = src.objects()
-    counts = {"refs": 2, "commits": 3, "objects": len(expected_objects), "deltas": 0}
+    # compute_delta is on by default: foo's head gets a delta from its parent.
+    counts = {"refs": 2, "commits": 3, "objects": len(expected_objects), "deltas": 1}
     zero = dict.fromkeys(counts, 0)
     assert version["content_summary"] == {"added": counts, "removed": zero, "present": counts}
     assert api.latest_number("simple") == 1
