@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from libpyostree import cli
 from libpyostree.errors import OstreeError
@@ -40,6 +41,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Admin token written to {app.service.token_file}", file=sys.stderr, flush=True)
     else:
         print(f"Admin token: see {data_dir / 'admin-token'}", file=sys.stderr, flush=True)
+    try:
+        from service.protocol import CoalescingHttpToolsProtocol
+
+        http: Any = CoalescingHttpToolsProtocol
+    except ImportError:  # no httptools: uvicorn's pure-Python h11 protocol
+        http = "auto"
     uvicorn.run(
         app,
         host=args.host,
@@ -47,6 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         # One log line per object costs as much as serving it: off unless asked for.
         access_log=args.access_log,
+        http=http,
     )
     return 0
 
