@@ -34,7 +34,8 @@ ObjectKey = tuple[str, int]
 DeltaKey = tuple[str | None, str, str]
 """(from commit or None for scratch, to commit, superblock sha256 hex)."""
 
-_BATCH = 500
+_BATCH = 2000
+"""Rows per IN (...) lookup: under SQLite's 32766 bound variables (3.32+)."""
 
 
 @dataclass
@@ -175,14 +176,13 @@ def _object_ids(
                     f"Object {csum}.{ObjectType(otype).name_str} is not in the pool"
                 ) from None
             rows.append({"checksum": csum, "type": otype, "size": size})
-        conn.execute(insert(o), rows)
-        got = {c for c, _t in missing}
-        for chunk in _chunks(sorted(got)):
-            for oid, csum, otype in conn.execute(
-                select(o.c.id, o.c.checksum, o.c.type).where(o.c.checksum.in_(chunk))
-            ):
-                if (csum, otype) in keys:
-                    ids[(csum, otype)] = oid
+        # RETURNING (SQLite ≥ 3.35, PostgreSQL): the new ids without a second lookup.
+        inserted = conn.execute(
+            insert(o).returning(o.c.id, o.c.checksum, o.c.type, sort_by_parameter_order=True),
+            rows,
+        )
+        for oid, csum, otype in inserted:
+            ids[(csum, otype)] = oid
     return ids
 
 
