@@ -15,6 +15,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from libpyostree.errors import RepoError
+from libpyostree.objects import parse_dirtree
 from libpyostree.repo import Repo, link_new_file
 
 Children = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
@@ -38,6 +39,7 @@ class Pool:
             if root.exists() and any(root.iterdir()):
                 raise
             self.repo = Repo.init(root, mode="archive")
+        self._objects = str(self.repo.path / "objects")
         self.files = root / "files"
         self.files.mkdir(exist_ok=True)
 
@@ -50,7 +52,8 @@ class Pool:
             if found is not None:
                 self._trees.move_to_end(tree)
                 return found
-        parsed = self.repo.read_dirtree(tree, verify=False)
+        with open(f"{self._objects}/{tree[:2]}/{tree[2:]}.dirtree", "rb") as f:
+            parsed = parse_dirtree(f.read())
         value: Children = (
             tuple(f for _n, f in parsed.files),
             tuple((t, m) for _n, t, m in parsed.dirs),
