@@ -16,7 +16,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..names import Checksum
@@ -91,11 +92,88 @@ def _is_candidate(entry: SizeNames) -> bool:
     return True
 
 
+def _fuzzy_keys(names: list[str]) -> set[str]:
+    """What a "fuzzy" :func:`_intersect` compares: the part before the first ``.``
+    when there is one after the first character.  Two names match fuzzily when they
+    are equal or share such a key (equal prefixes have their dot at the same place)."""
+    keys: set[str] = set()
+    for name in names:
+        dot = name.find(".")
+        if dot > 0:
+            keys.add(name[:dot])
+    return keys
+
+
+def _first_at_or_after(index: dict[str, list[int]], keys: Iterable[str], start: int) -> int:
+    """The smallest position ``>= start`` listed under any of ``keys``, or -1."""
+    best = -1
+    for key in keys:
+        positions = index.get(key)
+        if positions is None:
+            continue
+        k = bisect_left(positions, start)
+        if k < len(positions) and (best == -1 or positions[k] < best):
+            best = positions[k]
+    return best
+
+
 def similar_files(
     from_files: list[SizeNames], to_files: list[SizeNames]
 ) -> dict[Checksum, SizeNames]:
     """TO checksum → similar FROM file (``_ostree_delta_compute_similar_objects``,
-    including its shared ``lower`` bound)."""
+    including its shared ``lower`` bound).
+
+    The same choices as :func:`_similar_files_scan`, which follows ostree's loop, but
+    with indexes instead of a scan of every FROM file within ±30 % of each TO file's
+    size (quadratic: 80 s in Python for 1,500 new files against 45,000).  Per pass
+    the scan (1) adds to ``lower`` one for each delta candidate it passes below the size
+    window, all of them before the window since ``from_files`` is sorted by size, then
+    (2) takes the first candidate in the window that shares a name, stopping at the
+    window's end."""
+    sizes = [f.size for f in from_files]
+    candidate = [_is_candidate(f) for f in from_files]
+    before = [0]  # before[k]: candidates among from_files[:k]
+    for c in candidate:
+        before.append(before[-1] + c)
+    exact: dict[str, list[int]] = {}
+    fuzzy: dict[str, list[int]] = {}
+    for j, frm in enumerate(from_files):
+        if not candidate[j]:
+            continue
+        for name in dict.fromkeys(frm.basenames):
+            exact.setdefault(name, []).append(j)
+        for key in _fuzzy_keys(frm.basenames):
+            fuzzy.setdefault(key, []).append(j)
+
+    result: dict[Checksum, SizeNames] = {}
+    lower = 0
+    for to in to_files:
+        min_threshold = int(to.size * (1.0 - SIMILARITY_PERCENT / 100.0))
+        max_threshold = int(to.size * (1.0 + SIMILARITY_PERCENT / 100.0))
+        if not _is_candidate(to):
+            continue
+        window_start = bisect_left(sizes, min_threshold)  # first size >= min
+        window_end = bisect_right(sizes, max_threshold)  # first size > max
+        for is_fuzzy in (False, True):
+            start = lower
+            if start < window_start:
+                lower += before[window_start] - before[start]
+            first = max(start, window_start)
+            found = _first_at_or_after(exact, to.basenames, first)
+            if is_fuzzy:
+                other = _first_at_or_after(fuzzy, _fuzzy_keys(to.basenames), first)
+                if other != -1 and (found == -1 or other < found):
+                    found = other
+            if found != -1 and found < window_end:
+                result[to.checksum] = from_files[found]
+                break
+    return result
+
+
+def _similar_files_scan(
+    from_files: list[SizeNames], to_files: list[SizeNames]
+) -> dict[Checksum, SizeNames]:
+    """ostree's loop as written (the reference for :func:`similar_files`)."""
     result: dict[Checksum, SizeNames] = {}
     lower = 0
     upper = len(from_files)
