@@ -15,14 +15,18 @@ clock, the umask or directory-listing order, so the same parameters always give 
 same commit checksum (modulo the ``ostree`` version).  Building takes minutes, so a
 finished build is marked with ``DEST/.complete-<params-hash>`` and reused.
 
-Two variants:
+Three variants:
 
 * :func:`build_corpus` -- one commit of ~45 000 files, ~500 MB; the timing corpus.
 * :func:`build_large_corpus` -- a 60 000-file base plus two update commits on the same
   branch that rewrite ~30 % of the files and add new ones: >100 000 objects, for the
   peak-RSS test.
 
-Run ``python benchmarks/corpus.py DEST [--large]`` to build (or reuse) one.
+* :func:`build_delta_pair` -- the base corpus and an update of it (1,200 files modified,
+  300 removed, 300 added) as two commits, for the static-delta benchmark.
+
+Run ``python benchmarks/corpus.py DEST [--large | --delta-pair BASE]`` to build (or reuse)
+one.
 """
 
 from __future__ import annotations
@@ -852,6 +856,189 @@ def _build(dest: Path, params: CorpusParams) -> Path:
     return repo
 
 
+# ------------------------------------------------------------- the delta pair
+
+
+@dataclass(frozen=True)
+class DeltaPairParams:
+    """A FROM→TO pair for the static-delta benchmark: the base corpus as FROM, and as TO
+    a copy of its tree with ``modified`` files edited, ``removed`` deleted and ``added``
+    new ones -- the size of a typical OS point update (issue 7: "about 1,200 modified,
+    300 removed, 300 new files").  The base corpus's seven large files are left alone, so
+    that the figures are about the many small and medium files, not one 24 MB bsdiff."""
+
+    base: CorpusParams = CorpusParams()
+    modified: int = 1200
+    removed: int = 300
+    added: int = 300
+    seed: int = 7
+    #: Of the modified files: this share is patched (a few spans replaced, inserted or
+    #: deleted, so most bytes are kept, as in a rebuilt binary or an edited text), this
+    #: share grows at the end (changelogs), and the rest is rewritten from scratch.
+    patched: float = 0.6
+    appended: float = 0.15
+
+    def digest(self) -> str:
+        blob = json.dumps({"v": GENERATOR_VERSION, "pair": 1, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _sniff(data: bytes) -> str:
+    """The content kind a file looks like: ``elf``, ``text`` or ``random``."""
+    if data.startswith(b"\x7fELF"):
+        return "elf"
+    head = data[:512]
+    if b"\0" not in head and all(b in b"\t\n\r" or 32 <= b < 127 for b in head):
+        return "text"
+    return "random"
+
+
+def _fresh_bytes(content: Content, kind: str, size: int) -> bytes:
+    if kind == "text":
+        return content.take("text", size)
+    if kind == "elf":
+        return content.take("code", size)
+    return content.rng.randbytes(size)
+
+
+def _patch(content: Content, data: bytes, kind: str) -> bytes:
+    """1-4 edits: spans of 1-6 % of the file replaced by new bytes of about the same
+    length (so later offsets shift a little)."""
+    rng = content.rng
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        span = max(8, int(len(out) * rng.uniform(0.01, 0.06)))
+        at = rng.randrange(max(1, len(out) - span))
+        new_len = max(0, span + rng.randint(-span // 4, span // 4))
+        out[at : at + span] = _fresh_bytes(content, kind, new_len)
+    return bytes(out)
+
+
+def _replace_file(path: Path, data: bytes, mode: int) -> None:
+    """Write ``path`` as a new inode (the TO tree is a hard-linked copy of FROM's)."""
+    tmp = path.with_name(path.name + ".~new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _regular_files(tree: Path) -> list[str]:
+    out: list[str] = []
+    for dirpath, dirs, names in os.walk(tree):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(dirpath, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                out.append(os.path.relpath(path, tree))
+    return out
+
+
+def build_delta_pair(dest: Path, base_dest: Path, params: DeltaPairParams) -> Path:
+    """Build (or reuse) the delta pair in ``dest``; return its archive repo.
+
+    The base corpus (``params.base``) is built or reused in ``base_dest``.  ``dest/repo``
+    gets FROM with ``ostree pull-local`` (hard links) and TO committed on the same branch
+    from ``dest/tree``, a hard-linked copy of the base tree where every edit writes a new
+    inode.  ``corpus.json`` lists ``commits`` [FROM, TO] and the edits."""
+    dest = Path(dest)
+    base_repo = _build(Path(base_dest), params.base)
+    base_info = load_info(base_dest)
+    base_commit = base_info["tree"]["commits"][0]  # type: ignore[index]
+    marker = dest / f".complete-{params.digest()}-{base_commit[:16]}"
+    repo = dest / "repo"
+    if repo.is_dir() and marker.exists():
+        return repo
+    dest.mkdir(parents=True, exist_ok=True)
+    for stale in [repo, dest / "tree", *dest.glob(".complete-*"), dest / "corpus.json"]:
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+        elif stale.exists() or stale.is_symlink():
+            stale.unlink()
+
+    started = time.monotonic()
+    tree = dest / "tree"
+    subprocess.run(["cp", "-al", str(Path(base_dest) / "tree"), str(tree)], check=True)
+    _ostree("init", "--mode=archive", f"--repo={repo}")
+    _ostree("pull-local", f"--repo={repo}", str(base_repo), BRANCH)
+
+    rng = random.Random(params.seed)
+    content = Content(rng)
+    large = {rel for rel, _kind, _mb in _LARGE_FILES}
+    files = [rel for rel in _regular_files(tree) if rel not in large]
+    nonempty = [rel for rel in files if os.path.getsize(tree / rel) > 0]
+    modified = rng.sample(nonempty, min(params.modified, len(nonempty)))
+    taken = set(modified)
+    rest = [rel for rel in files if rel not in taken]
+    removed = rng.sample(rest, min(params.removed, len(rest)))
+    taken.update(removed)
+    gone = set(removed)
+    kept = [rel for rel in nonempty if rel not in gone]
+    templates = rng.sample(kept, min(params.added, len(kept)))
+    how = {"patched": 0, "appended": 0, "rewritten": 0}
+    for rel in modified:
+        path = tree / rel
+        data = path.read_bytes()
+        mode = os.lstat(path).st_mode & 0o7777
+        kind = _sniff(data)
+        r = rng.random()
+        if r < params.patched:
+            new = _patch(content, data, kind)
+            how["patched"] += 1
+        elif r < params.patched + params.appended:
+            new = data + _fresh_bytes(
+                content, kind, max(16, int(len(data) * rng.uniform(0.02, 0.2)))
+            )
+            how["appended"] += 1
+        else:
+            new = _fresh_bytes(content, kind, max(1, int(len(data) * rng.uniform(0.8, 1.2))))
+            how["rewritten"] += 1
+        _replace_file(path, new, mode)
+    for rel in removed:
+        os.unlink(tree / rel)
+    added: list[str] = []
+    for rel in templates:
+        path = tree / rel
+        size = os.path.getsize(path)
+        kind = _sniff(path.read_bytes()[:512])
+        stem, dot, ext = os.path.basename(rel).partition(".")
+        for n in itertools.count(1):
+            new_rel = os.path.join(os.path.dirname(rel), f"{stem}_new{n}{dot}{ext}")
+            if not os.path.lexists(tree / new_rel):
+                break
+        data = _fresh_bytes(content, kind, max(1, int(size * rng.uniform(0.5, 1.5))))
+        _replace_file(tree / new_rel, data, os.lstat(path).st_mode & 0o7777)
+        added.append(new_rel)
+    to_commit = _commit(repo, tree, "update", TIMESTAMPS[1])
+
+    info = {
+        "params": asdict(params),
+        "generator_version": GENERATOR_VERSION,
+        "branch": BRANCH,
+        "base": str(base_dest),
+        "commits": [base_commit, to_commit],
+        "edits": {
+            "modified": len(modified),
+            **how,
+            "removed": len(removed),
+            "added": len(added),
+            "modified_bytes_before": sum(
+                os.path.getsize(Path(base_dest) / "tree" / r) for r in modified
+            ),
+        },
+        "repo": repo_stats(repo),
+        "build_seconds": round(time.monotonic() - started, 1),
+    }
+    (dest / "corpus.json").write_text(json.dumps(info, indent=2) + "\n")
+    marker.write_text(json.dumps(asdict(params)) + "\n")
+    return repo
+
+
 def is_complete(dest: Path) -> bool:
     """Whether ``dest`` holds a finished corpus of *any* parameters."""
     dest = Path(dest)
@@ -890,9 +1077,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--large", action="store_true", help="the >100k-object RSS corpus")
     parser.add_argument("--files", type=int, default=BASE_FILES, help="regular files (base)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--delta-pair",
+        type=Path,
+        metavar="BASE",
+        help="build the static-delta pair in DEST from the base corpus in BASE (built if needed)",
+    )
     args = parser.parse_args(argv)
     t0 = time.monotonic()
-    if args.large:
+    if args.delta_pair:
+        pair = DeltaPairParams(base=CorpusParams(files=args.files, seed=args.seed))
+        repo = build_delta_pair(args.dest, args.delta_pair, pair)
+    elif args.large:
         repo = build_large_corpus(args.dest)
     else:
         repo = build_corpus(args.dest, files=args.files, seed=args.seed)
