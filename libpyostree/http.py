@@ -118,9 +118,6 @@ class Transport:
             os.unlink(path)
         self._temp.clear()
 
-    def url(self, path: str) -> str:
-        return self.base + path
-
     def get(
         self,
         path: str,

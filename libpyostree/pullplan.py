@@ -582,7 +582,7 @@ class Planner:
         self._seen.add(key)
         if self.have(checksum, objtype):
             if objtype is ObjectType.DIR_TREE:
-                self._scan_tree(checksum, self.read_local(checksum, objtype))
+                self._scan_tree(self.read_local(checksum, objtype))
             return
         self._push(
             Fetch(
@@ -594,14 +594,13 @@ class Planner:
             )
         )
 
-    def _scan_tree(self, checksum: str, data: bytes) -> None:
+    def _scan_tree(self, data: bytes) -> None:
         tree = parse_dirtree(data)
         for _name, file_csum in tree.files:
             self._want(file_csum, ObjectType.FILE)
         for _name, sub_tree, sub_meta in tree.dirs:
             self._want(sub_meta, ObjectType.DIR_META)
             self._want(sub_tree, ObjectType.DIR_TREE)
-        del checksum
 
     def _object(self, fetch: Fetch, data: bytes | None) -> list[tuple[Checksum, ObjectType, bytes]]:
         checksum, objtype = fetch.checksum, fetch.objtype
@@ -630,7 +629,7 @@ class Planner:
             if objtype is ObjectType.COMMIT:
                 info = parse_commit(data)
             elif objtype is ObjectType.DIR_TREE:
-                self._scan_tree(checksum, data)
+                self._scan_tree(data)
                 return [(Checksum(checksum), objtype, data)]
             elif objtype is ObjectType.DIR_META:
                 parse_dirmeta(data)

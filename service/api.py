@@ -4,7 +4,6 @@ remotes, tasks, tokens.  Names and shapes follow ``contract.md`` §4."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import time
@@ -330,7 +329,6 @@ async def repository_import(request: Request) -> Response:
     uploads.mkdir(exist_ok=True)
     path = uploads / f"{uuid.uuid4()}.upload"
     size = 0
-    digest = hashlib.sha256() if sha256 is not None else None
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     ok = False
     try:
@@ -351,7 +349,7 @@ async def repository_import(request: Request) -> Response:
         if not ok:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-    del digest  # the import checks sha256 itself, before anything becomes visible
+    # The import checks ?sha256= itself, before anything becomes visible.
     args = {"upload": str(path), "ref": ref, "sha256": sha256, "size": size}
     return task_ref(svc.runner.submit("import", args, row.id))
 

@@ -50,9 +50,15 @@ class ChildResult:
     objects_present: int
 
 
-def _snake(name: str) -> str:
-    name = name.removesuffix("Error")
-    return "".join("_" + ch.lower() if ch.isupper() else ch for ch in name).lstrip("_")
+def error_code(exc: BaseException) -> str:
+    """The error's ``code``, else snake_case of its class: ``ImportRefusedError`` →
+    ``import_refused`` (task errors and the child's reports use the same codes)."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, str):
+        return code
+    name = type(exc).__name__.removesuffix("Error")
+    out = "".join("_" + ch.lower() if ch.isupper() else ch for ch in name).lstrip("_")
+    return out or "error"
 
 
 def _emit(out: IO[str], *message: Any) -> None:
@@ -138,7 +144,7 @@ def child_main() -> int:
     try:
         result = _OPERATIONS[request["op"]](request, progress)
     except OstreeError as exc:
-        _emit(out, "error", _snake(type(exc).__name__), str(exc))
+        _emit(out, "error", error_code(exc), str(exc))
         return 1
     _emit(out, "done", result)
     return 0

@@ -29,6 +29,7 @@ from libpyostree.errors import OstreeError
 from libpyostree.names import is_checksum, validate_rev
 
 from . import db
+from .deltas import keep_connected
 from .pool import Pool
 from .versions import (
     VersionState,
@@ -244,9 +245,7 @@ def plan(conn: Connection, pool: Pool, target_id: int, args: ModifyArgs) -> Plan
         new.objects = commit_closure(pool, new.commits)
     # Deltas connect commits: they stay (or come along) while both ends are held.
     candidates = new.deltas | source.deltas if adds else new.deltas
-    new.deltas = {
-        d for d in candidates if d[1] in new.commits and (d[0] is None or d[0] in new.commits)
-    }
+    new.deltas = keep_connected(candidates, new.commits)
     result: dict[str, Any] = {}
     if removed_refs:
         result["refs_removed_with_their_commit"] = removed_refs

@@ -25,6 +25,7 @@ from sqlalchemy.orm import aliased
 from libpyostree.errors import OstreeError
 
 from . import db
+from .importer import error_code
 
 log = logging.getLogger("pyostree.tasks")
 
@@ -262,7 +263,7 @@ class TaskRunner:
                 "error": {"code": "canceled", "message": "Canceled on request"},
             }
         except OstreeError as exc:
-            values = {"state": FAILED, "error": {"code": _code(exc), "message": str(exc)}}
+            values = {"state": FAILED, "error": {"code": error_code(exc), "message": str(exc)}}
         except Exception as exc:
             log.error("task %s (%s) crashed:\n%s", task_id, kind, traceback.format_exc())
             values = {
@@ -278,14 +279,3 @@ class TaskRunner:
             conn.execute(update(db.tasks).where(db.tasks.c.id == task_id).values(**values))
         if self.on_finished is not None:
             self.on_finished(task_id)
-
-
-def _code(exc: Exception) -> str:
-    """The error's ``code``, else snake_case of its class: ``ImportRefusedError`` →
-    ``import_refused``."""
-    code = getattr(exc, "code", None)
-    if isinstance(code, str):
-        return code
-    name = type(exc).__name__.removesuffix("Error")
-    out = "".join("_" + ch.lower() if ch.isupper() else ch for ch in name).lstrip("_")
-    return out or "error"

@@ -39,7 +39,7 @@ from libpyostree.repo import Repo
 from service import db, importer, operations
 from service.api import routes
 from service.app import App, create_app
-from service.importer import ChildResult, ImportFailed, _snake
+from service.importer import ChildResult, ImportFailed, error_code
 from service.openapi import OPERATIONS
 from service.state import Settings
 from service.tasks import FINAL
@@ -199,7 +199,7 @@ def run_import_in_process(
             workers=1,
         )
     except OstreeError as exc:
-        raise ImportFailed(_snake(type(exc).__name__), str(exc)) from None
+        raise ImportFailed(error_code(exc), str(exc)) from None
     return ChildResult(
         commits=[str(c) for c in result.commits],
         refs={n: str(c) for n, c in result.refs.items()},
