@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Mapping
 
+from .deltas.index import delta_digests
 from .gvariant import Variant
 from .names import Checksum
 from .objects import ObjectType, SummaryRef, build_summary, parse_commit
@@ -23,34 +24,11 @@ from .objects.summary import Summary, be_uint64, parse_summary
 from .repo import Repo
 
 
-def _static_deltas(repo: Repo) -> dict[str, Variant]:
-    """Every delta under ``deltas/`` as name → sha256(superblock)."""
-    import base64
-    import hashlib
-
-    out: dict[str, Variant] = {}
-    root = repo.path / "deltas"
-    if not root.is_dir():
-        return out
-    for dirpath, _dirs, files in os.walk(root):
-        if "superblock" not in files:
-            continue
-        rel = os.path.relpath(dirpath, root).replace(os.sep, "")
-        names = []
-        for half in rel.split("-"):
-            raw = base64.b64decode(half.replace("_", "/") + "=")
-            names.append(raw.hex())
-        with open(os.path.join(dirpath, "superblock"), "rb") as f:
-            digest = hashlib.sha256(f.read()).digest()
-        out["-".join(names)] = Variant("ay", digest)
-    return dict(sorted(out.items()))
-
-
 def generate_summary(repo: Repo, *, timestamp: int | None = None) -> bytes:
     """Build the summary bytes for ``repo`` (does not write them)."""
     deltas = {}
     if not repo.config.get_bool("core", "no-deltas-in-summary"):
-        deltas = {name: digest.value for name, digest in _static_deltas(repo).items()}
+        deltas = delta_digests(repo)
     return summary_for_refs(
         repo,
         repo.list_refs(remotes=False),

@@ -14,7 +14,6 @@ directories under ``tmp/``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import time
@@ -23,9 +22,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, and_, select
 
-from libpyostree.deltas.index import build_index, superblock_digest
-from libpyostree.deltas.names import DeltaName, index_path
-from libpyostree.errors import OstreeError
+from libpyostree.deltas.index import list_deltas, reindex
 from libpyostree.objects import ObjectType
 
 from . import db
@@ -101,34 +98,21 @@ def cleanup(
                 files += 1
                 freed += st.st_size
     kept = set(conn_deltas)
-    deltas_root = pool.repo.path / "deltas"
-    remaining: dict[str, list[DeltaName]] = {}
     emptied: set[str] = set()
-    for dirpath, _dirs, names in os.walk(deltas_root) if deltas_root.is_dir() else []:
-        if "superblock" not in names:
-            continue
-        try:
-            delta = DeltaName.from_relpath(os.path.relpath(dirpath, deltas_root))
-        except OstreeError:
-            continue
+    for delta in list_deltas(pool.repo):
+        directory = pool.repo.path / delta.dir
         if (delta.from_commit, delta.to_commit) in kept or (
-            os.stat(os.path.join(dirpath, "superblock")).st_mtime > cutoff
+            (directory / "superblock").stat().st_mtime > cutoff
         ):
-            remaining.setdefault(delta.to_commit, []).append(delta)
             continue
-        for fname in names:
-            freed += os.stat(os.path.join(dirpath, fname)).st_size
+        for entry in os.scandir(directory):
+            freed += entry.stat(follow_symlinks=False).st_size
             files += 1
-        shutil.rmtree(dirpath, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)
         emptied.add(delta.to_commit)
     # Generating a delta also wrote its target's index: drop the removed entries.
     for target in emptied:
-        left = {str(n): superblock_digest(pool.repo, n) for n in remaining.get(target, [])}
-        if left:
-            pool.repo.write_file_atomic(index_path(target), build_index(left))
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(pool.repo.path / index_path(target))
+        reindex(pool.repo, target)
     tmp = pool.repo.path / "tmp"
     for entry in os.scandir(tmp) if tmp.is_dir() else []:
         # Staging directories of imports that died; an exclusive task runs alone.
