@@ -1,10 +1,10 @@
 """Pull from an OSTree HTTP repository into an archive repository.
 
 The :class:`~libpyostree.pullplan.Planner` decides what to fetch; this driver
-fetches with a bounded number of requests in flight (a thread pool over one
-keep-alive :class:`~libpyostree.http.Transport`), verifies ``.filez`` content
-in those threads (inflate + sha256 release the GIL on large buffers), and
-writes each verified object with one atomic link.  Metadata is verified by the
+keeps a bounded number of requests in flight from one thread (libcurl's multi
+interface, :class:`~libpyostree.http.Transport`), verifies ``.filez`` content
+in two verifier threads beside it (inflate, sha256 and file writes release the
+GIL), and writes each verified object with one atomic link.  Metadata is verified by the
 planner before it is written.  Commits and their detached metadata are
 written only when the whole pull has succeeded, then refs: a commit in the
 repository always has its complete closure, so an interrupted pull is
@@ -14,7 +14,7 @@ failed one leaves no commit or ref behind.
 Static deltas (``deltas=True``, the default; ostree itself never uses them
 for archive repositories, we do): delta parts are fetched (size capped by
 their header), checked against their sha256, and applied by the worker
-threads with :func:`libpyostree.deltas.apply.execute_part`, every object
+verifier threads with :func:`libpyostree.deltas.apply.execute_part`, every object
 re-hashed before it is stored; the target commit is still written last.
 """
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -100,73 +99,103 @@ def pull(
     )
     tmpdir = str(repo.path / "tmp")
     objects_dir = str(repo.path / "objects")
-    counters = [0, 0]  # objects, bytes; updated from several threads: only for progress
-    part_objects: dict[Fetch, int] = {}
+    fetched = size = 0
 
-    def fetch_one(fetch: Fetch) -> bytes | None:
+    def store(fetch: Fetch, body: bytes | IO[bytes] | None) -> int:
+        """Verify and store a ``.filez`` or apply a delta part (in a verifier thread)."""
         if fetch.kind is FetchKind.DELTA_PART:
-            part_objects[fetch] = _apply_part(repo, transport, planner, fetch, counters)
-            return None
-        if fetch.kind is FetchKind.OBJECT and fetch.objtype is ObjectType.FILE:
-            counters[1] += _fetch_content(transport, fetch, objects_dir, tmpdir)
-            counters[0] += 1
-            return None
-        data = transport.get(fetch.path, max_size=fetch.max_size)
-        if data is not None:
-            counters[1] += len(data)
-            counters[0] += 1
-        return data
+            return _apply_part(repo, planner, fetch, body)
+        assert body is not None
+        return _store_content(fetch, body, objects_dir, tmpdir)
 
-    workers = _Workers(fetch_one, max(1, options.concurrency))
+    def start(fetch: Fetch) -> None:
+        if fetch.kind is FetchKind.DELTA_PART:
+            if fetch.inline:
+                verifier.submit(fetch, None, 0)
+            else:
+                transport.submit(fetch.path, fetch, max_size=fetch.max_size, not_found_ok=False)
+        elif fetch.kind is FetchKind.OBJECT and fetch.objtype is ObjectType.FILE:
+            transport.submit(fetch.path, fetch, not_found_ok=False, spill_dir=tmpdir)
+        else:
+            transport.submit(fetch.path, fetch, max_size=fetch.max_size)
+
+    verifier = _Verifier(store, _VERIFIERS)
+    window = 4 * max(1, options.concurrency)
     try:
         for fetch in planner.start():
-            workers.submit(fetch)
+            start(fetch)
         last = 0.0
-        while workers.pending:
-            fetch, data, error = workers.next_done()
-            if error is not None:
-                raise error
-            if fetch.kind is FetchKind.OBJECT and fetch.objtype is ObjectType.FILE:
-                planner.stored(fetch)
-            elif fetch.kind is FetchKind.DELTA_PART:
-                planner.part_applied(fetch, part_objects.pop(fetch, 0))
+        while transport.pending or verifier.pending:
+            if transport.pending:
+                responses = transport.wait(0.02 if verifier.pending else 1.0)
             else:
-                for checksum, objtype, raw in planner.feed(fetch, data):
-                    repo.write_object_raw(checksum, objtype, raw)
-            # Keep every worker busy, with a little queued behind them.
-            for fetch in planner.pop(2 * workers.size - workers.pending):
-                workers.submit(fetch)
+                responses = []
+                verifier.wait()
+            for response in responses:
+                fetch = response.tag
+                if response.error is not None:
+                    raise response.error
+                if response.body is not None or response.file is not None:
+                    fetched += 1
+                    size += response.size
+                if fetch.kind is FetchKind.DELTA_PART or (
+                    fetch.kind is FetchKind.OBJECT and fetch.objtype is ObjectType.FILE
+                ):
+                    verifier.submit(fetch, response.file or response.body, response.size)
+                else:
+                    for checksum, objtype, raw in planner.feed(fetch, response.body):
+                        repo.write_object_raw(checksum, objtype, raw)
+            for fetch, written in verifier.done():
+                if fetch.kind is FetchKind.DELTA_PART:
+                    planner.part_applied(fetch, written)
+                else:
+                    planner.stored(fetch)
+            # Keep the transfers busy with a few queued behind them; bodies wait for
+            # the verifiers within a bound, in number and bytes.
+            room = window - transport.pending - verifier.pending
+            if verifier.queued_bytes < _MAX_QUEUED_BYTES and room > 0:
+                for fetch in planner.pop(room):
+                    start(fetch)
             now = time.monotonic()
             if progress is not None and now - last >= 0.2:
                 last = now
-                progress(PullProgress(counters[0], counters[1], workers.pending))
+                progress(PullProgress(fetched, size, transport.pending + verifier.pending))
         result = planner.result()
         _publish(
             repo, result, write_refs=write_refs, mirror=mirror, remote=remote, all_refs=refs is None
         )
         if progress is not None:
-            progress(PullProgress(counters[0], counters[1], 0))
+            progress(PullProgress(fetched, size, 0))
         return result
     finally:
-        workers.close()
+        verifier.close()
         transport.close()
 
 
-class _Workers:
-    """Threads running ``job`` on submitted fetches; results come back in completion
-    order through one queue (cheaper than waiting on a set of futures)."""
+_VERIFIERS = 2
+"""Threads verifying and storing ``.filez`` bodies: inflate, sha256 and file writes
+release the GIL, so they run beside the transfer loop on another core."""
 
-    def __init__(self, job: Callable[[Fetch], bytes | None], size: int) -> None:
+_MAX_QUEUED_BYTES = 64 << 20
+"""Fetched bodies waiting for a verifier, at most (in memory; spilled ones count too)."""
+
+_Body = bytes | IO[bytes] | None
+
+
+class _Verifier:
+    """Threads running ``job(fetch, body)``; results come back through one queue."""
+
+    def __init__(self, job: Callable[[Fetch, _Body], int], size: int) -> None:
         self.job = job
-        self.size = size
         self.pending = 0
-        self._todo: queue.SimpleQueue[Fetch | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[tuple[Fetch, bytes | None, BaseException | None]] = (
+        self.queued_bytes = 0
+        self._todo: queue.SimpleQueue[tuple[Fetch, _Body, int] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[Fetch, int, int, BaseException | None]] = (
             queue.SimpleQueue()
         )
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._run, name=f"pyostree-pull-{i}", daemon=True)
+            threading.Thread(target=self._run, name=f"pyostree-verify-{i}", daemon=True)
             for i in range(size)
         ]
         for thread in self._threads:
@@ -174,29 +203,46 @@ class _Workers:
 
     def _run(self) -> None:
         while True:
-            fetch = self._todo.get()
-            if fetch is None:
+            item = self._todo.get()
+            if item is None:
                 return
-            if self._stop.is_set():
-                self._done.put((fetch, None, OstreeError("pull stopped")))
-                continue
+            fetch, body, size = item
             try:
-                self._done.put((fetch, self.job(fetch), None))
+                if self._stop.is_set():
+                    raise OstreeError("pull stopped")
+                self._done.put((fetch, self.job(fetch, body), size, None))
             except BaseException as exc:
-                self._done.put((fetch, None, exc))
+                self._done.put((fetch, 0, size, exc))
+            finally:
+                if body is not None and not isinstance(body, bytes):
+                    body.close()  # a spilled body's temporary file
 
-    def submit(self, fetch: Fetch) -> None:
+    def submit(self, fetch: Fetch, body: _Body, size: int) -> None:
         self.pending += 1
-        self._todo.put(fetch)
+        self.queued_bytes += size
+        self._todo.put((fetch, body, size))
 
-    def next_done(self) -> tuple[Fetch, bytes | None, BaseException | None]:
+    def wait(self) -> None:
+        """Block until a job is done (then :meth:`done` returns it)."""
         item = self._done.get()
-        self.pending -= 1
-        return item
+        self._done.put(item)
+
+    def done(self) -> list[tuple[Fetch, int]]:
+        """The jobs finished so far (raises the first failure)."""
+        out: list[tuple[Fetch, int]] = []
+        while True:
+            try:
+                fetch, written, size, error = self._done.get_nowait()
+            except queue.Empty:
+                return out
+            self.pending -= 1
+            self.queued_bytes -= size
+            if error is not None:
+                raise error
+            out.append((fetch, written))
 
     def close(self) -> None:
-        """Stop: queued fetches are skipped, running ones finish (each is bounded by
-        the transport's timeouts)."""
+        """Stop: queued jobs are skipped, running ones finish."""
         self._stop.set()
         for _ in self._threads:
             self._todo.put(None)
@@ -216,21 +262,16 @@ def _commit_complete(repo: Repo, checksum: str) -> bool:
     return repo.has_object(checksum, ObjectType.COMMIT) and not is_commit_partial(repo, checksum)
 
 
-def _apply_part(
-    repo: Repo, transport: Transport, planner: Planner, fetch: Fetch, counters: list[int]
-) -> int:
-    """Fetch (unless inline), verify and apply one delta part (in a worker thread);
-    returns the number of objects it wrote."""
+def _apply_part(repo: Repo, planner: Planner, fetch: Fetch, data: _Body) -> int:
+    """Verify and apply one delta part (in a verifier thread); returns the number of
+    objects it wrote.  ``data`` is the downloaded part (None: inline)."""
     assert fetch.checksum is not None and fetch.part is not None
     sb = planner.superblock(fetch.checksum)
     header = sb.parts[fetch.part]
     if fetch.inline:
         payload = open_part(sb.inline_parts[fetch.part], None)
     else:
-        data = transport.get(fetch.path, max_size=fetch.max_size, not_found_ok=False)
-        assert data is not None
-        counters[1] += len(data)
-        counters[0] += 1
+        assert isinstance(data, bytes)
         if len(data) != header.size:
             raise CorruptDeltaError(
                 f"Delta part {fetch.path} is {len(data)} bytes, its header says {header.size}"
@@ -243,41 +284,29 @@ def _apply_part(
     return stats.objects_written
 
 
-def _fetch_content(transport: Transport, fetch: Fetch, objects_dir: str, tmpdir: str) -> int:
-    """GET, verify and store one ``.filez`` (runs in a worker thread); returns its size.
-
-    Bodies up to 16 MiB are verified in memory; larger ones are spilled to a
-    file in ``tmp/``, verified in chunks and hard-linked into place.
-    """
+def _store_content(fetch: Fetch, body: bytes | IO[bytes], objects_dir: str, tmpdir: str) -> int:
+    """Verify and store one ``.filez`` (in a verifier thread).  Bodies in memory are
+    written with one atomic link; spilled ones (over 16 MiB) are verified in
+    chunks from their temporary file and hard-linked into place."""
     checksum = fetch.checksum
     assert checksum is not None
     final = f"{objects_dir}/{checksum[:2]}/{checksum[2:]}.filez"
-    spilled: list[IO[bytes]] = []
-
-    def spill() -> IO[bytes]:
-        if not spilled:
-            spilled.append(tempfile.NamedTemporaryFile(dir=tmpdir, prefix="pull-"))  # noqa: SIM115 - closed below
-        return spilled[0]
-
-    try:
-        body = transport.get(fetch.path, not_found_ok=False, spill=spill)
-        assert body is not None
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        if not spilled:
-            _filez_name(checksum, body)
+    if isinstance(body, bytes):
+        _filez_name(checksum, body)
+        try:
             link_new_file(final, body, tmpdir)
-            return len(body)
-        sink = spilled[0]
-        sink.flush()
-        actual = filez_file_checksum(sink.name)
-        if actual != checksum:
-            raise _corrupt_file(checksum, actual)
-        with contextlib.suppress(FileExistsError):
-            os.link(sink.name, final)
-        return os.fstat(sink.fileno()).st_size
-    finally:
-        for f in spilled:
-            f.close()  # deletes the temp name; the linked object stays
+        except FileNotFoundError:  # the first object of its fan-out directory
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            link_new_file(final, body, tmpdir)
+        return 1
+    body.flush()
+    actual = filez_file_checksum(body.name)
+    if actual != checksum:
+        raise _corrupt_file(checksum, actual)
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.link(body.name, final)
+    return 1
 
 
 def _filez_name(checksum: str, body: bytes) -> str:
