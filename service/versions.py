@@ -155,17 +155,15 @@ def _object_ids(
     conn: Connection, pool: Pool, keys: set[ObjectKey], known: dict[ObjectKey, int]
 ) -> dict[ObjectKey, int]:
     """Ids of the ``objects`` rows for ``keys`` (``known`` ones are not looked up),
-    inserting the missing ones."""
-    o = db.objects
+    inserting the missing ones.
+
+    A big commit brings ~100k objects: lookups and the insert go straight to the
+    driver (SQLAlchemy's per-statement compilation and per-row parameter
+    processing cost several times SQLite's own work here)."""
     ids: dict[ObjectKey, int] = {k: known[k] for k in keys if k in known}
     by_csum = sorted({c for c, t in keys if (c, t) not in ids})
-    for chunk in _chunks(by_csum):
-        for oid, csum, otype in conn.execute(
-            select(o.c.id, o.c.checksum, o.c.type).where(o.c.checksum.in_(chunk))
-        ):
-            if (csum, otype) in keys:
-                ids[(csum, otype)] = oid
-    missing = [k for k in keys if k not in ids]
+    _lookup_objects(conn, by_csum, keys, ids)
+    missing = sorted(k for k in keys if k not in ids)  # index order: faster inserts
     if missing:
         rows = []
         root = str(pool.repo.path / "objects")
@@ -177,14 +175,32 @@ def _object_ids(
                 raise OstreeError(
                     f"Object {csum}.{ObjectType(otype).name_str} is not in the pool"
                 ) from None
-            rows.append({"checksum": csum, "type": otype, "size": size})
-        # RETURNING (SQLite ≥ 3.35, PostgreSQL): the new ids without a second lookup;
-        # rows carry their own key, so no parameter-order guarantee (which would
-        # make SQLAlchemy insert one row per statement) is needed.
-        inserted = conn.execute(insert(o).returning(o.c.id, o.c.checksum, o.c.type), rows)
-        for oid, csum, otype in inserted:
-            ids[(csum, otype)] = oid
+            rows.append((csum, otype, size))
+        _bulk_insert(conn, db.objects, ("checksum", "type", "size"), rows)
+        _lookup_objects(conn, sorted({c for c, _t in missing}), keys, ids)
     return ids
+
+
+def _lookup_objects(
+    conn: Connection, checksums: list[str], keys: set[ObjectKey], ids: dict[ObjectKey, int]
+) -> None:
+    """Add to ``ids`` the rows of ``checksums`` whose (checksum, type) is in ``keys``."""
+    o = db.objects
+    marker = _MARKERS.get(conn.dialect.paramstyle)
+    for chunk in _chunks(checksums):
+        if marker is None:  # numeric/named drivers: the portable (slower) way
+            rows: Iterable[Any] = conn.execute(
+                select(o.c.id, o.c.checksum, o.c.type).where(o.c.checksum.in_(chunk))
+            )
+        else:
+            rows = conn.exec_driver_sql(
+                f"SELECT id, checksum, type FROM objects "
+                f"WHERE checksum IN ({', '.join([marker] * len(chunk))})",
+                tuple(chunk),
+            ).fetchall()
+        for oid, csum, otype in rows:
+            if (csum, otype) in keys:
+                ids[(csum, otype)] = oid
 
 
 _MARKERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
@@ -346,7 +362,7 @@ def create_version(
     removed: dict[Kind, int] = {}
 
     def apply(kind: Kind, add_ids: Iterable[int], remove_ids: Iterable[int]) -> None:
-        add_rows = [(repository_id, int(kind), cid, number) for cid in add_ids]
+        add_rows = [(repository_id, int(kind), cid, number) for cid in sorted(add_ids)]
         if add_rows:
             _bulk_insert(
                 conn, rc, ("repository_id", "kind", "content_id", "version_added"), add_rows
