@@ -38,7 +38,7 @@ import stat
 import tempfile
 import zlib
 from collections import deque
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
@@ -95,10 +95,22 @@ class ImportResult:
     refs: dict[str, Checksum] = field(default_factory=dict)
     objects_added: int = 0
     objects_present: int = 0
+    trees: bytes = b""
+    """The dirtrees, dirmetas and files of the imported commits' trees (each once,
+    from the archive or already in the target), as 33-byte records (binary
+    checksum, type value): the closure check walked them anyway, and a caller
+    indexing the commits' objects (the service) need not walk them again.  See
+    :meth:`tree_objects`."""
 
     @property
     def changed(self) -> bool:
         return bool(self.refs) or self.objects_added > 0
+
+    def tree_objects(self) -> Iterator[tuple[Checksum, ObjectType]]:
+        """:attr:`trees` decoded."""
+        view = memoryview(self.trees)
+        for at in range(0, len(view), _RECORD):
+            yield Checksum(view[at : at + 32].hex()), ObjectType(view[at + 32])
 
 
 _OBJECT_PATH = re.compile(
@@ -855,15 +867,21 @@ class _View:
         return children
 
 
-def _check_closures(view: _View, require_full_history: bool) -> None:
+def _check_closures(view: _View, require_full_history: bool) -> bytes:
+    """Check every commit's tree (and history, when required) is complete; returns
+    the tree objects as ``written``-style records (:attr:`ImportResult.trees`)."""
     cand = view.cand
     done_trees: set[bytes] = set()
+    metas: set[bytes] = set()
+    files_seen: set[bytes] = set()
     for csum, commit in cand.commits.items():
         stack = [(bytes.fromhex(commit.root_dirtree), bytes.fromhex(commit.root_dirmeta))]
         while stack:
             tree, meta = stack.pop()
-            if not view.has(meta, ObjectType.DIR_META):
-                raise _incomplete(csum, "dirmeta", meta.hex())
+            if meta not in metas:
+                if not view.has(meta, ObjectType.DIR_META):
+                    raise _incomplete(csum, "dirmeta", meta.hex())
+                metas.add(meta)
             if tree in done_trees:
                 continue
             if not view.has(tree, ObjectType.DIR_TREE):
@@ -872,8 +890,11 @@ def _check_closures(view: _View, require_full_history: bool) -> None:
             files, dirs = view.children(tree)
             for at in range(0, len(files), 32):
                 file_csum = files[at : at + 32]
+                if file_csum in files_seen:
+                    continue
                 if not view.has(file_csum, ObjectType.FILE):
                     raise _incomplete(csum, "file", file_csum.hex())
+                files_seen.add(file_csum)
             stack.extend(
                 (dirs[at : at + 32], dirs[at + 32 : at + 64]) for at in range(0, len(dirs), 64)
             )
@@ -887,6 +908,17 @@ def _check_closures(view: _View, require_full_history: bool) -> None:
                         f"History of commit {csum} is incomplete: parent {parent} is neither in "
                         "the archive nor in the target"
                     )
+    records = bytearray()
+    for held, objtype in (
+        (done_trees, ObjectType.DIR_TREE),
+        (metas, ObjectType.DIR_META),
+        (files_seen, ObjectType.FILE),
+    ):
+        tag = bytes((objtype,))
+        for checksum in held:
+            records += checksum
+            records += tag
+    return bytes(records)
 
 
 def _incomplete(commit: str, kind: str, checksum: str) -> ImportRefusedError:
@@ -1074,7 +1106,7 @@ def import_archive(
                 _check_config(cand)
             _apply_compose(importer, cand)
             view = _View(cand, repo)
-            _check_closures(view, require_full_history)
+            trees = _check_closures(view, require_full_history)
             current = (
                 dict(target_refs) if target_refs is not None else repo.list_refs(remotes=False)
             )
@@ -1098,6 +1130,7 @@ def import_archive(
                 refs=to_set,
                 objects_added=cand.added,
                 objects_present=cand.present,
+                trees=trees,
             )
             done = True
         finally:

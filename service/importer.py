@@ -17,6 +17,7 @@ embedding program's ``__main__``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import json
 import logging
@@ -27,9 +28,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from libpyostree.errors import OstreeError
+
+if TYPE_CHECKING:
+    from libpyostree.archive import ImportResult
 
 log = logging.getLogger("pyostree.import")
 
@@ -48,6 +52,29 @@ class ChildResult:
     refs: dict[str, str]
     objects_added: int
     objects_present: int
+    trees: bytes
+    """:attr:`libpyostree.archive.ImportResult.trees`: the archive commits' tree objects."""
+
+    @classmethod
+    def of(cls, result: ImportResult) -> ChildResult:
+        return cls(
+            commits=[str(c) for c in result.commits],
+            refs={n: str(c) for n, c in result.refs.items()},
+            objects_added=result.objects_added,
+            objects_present=result.objects_present,
+            trees=result.trees,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "trees": self.trees.hex()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChildResult:
+        return cls(**{**data, "trees": bytes.fromhex(data["trees"])})
+
+    def tree_objects(self) -> set[tuple[str, int]]:
+        view = memoryview(self.trees)
+        return {(view[at : at + 32].hex(), view[at + 32]) for at in range(0, len(view), 33)}
 
 
 def error_code(exc: BaseException) -> str:
@@ -83,12 +110,7 @@ def _import(request: dict[str, Any], progress: Callable[..., None]) -> dict[str,
         progress=report,
         update_summary=False,
     )
-    return {
-        "commits": [str(c) for c in result.commits],
-        "refs": {n: str(c) for n, c in result.refs.items()},
-        "objects_added": result.objects_added,
-        "objects_present": result.objects_present,
-    }
+    return ChildResult.of(result).to_json()
 
 
 def _pull(request: dict[str, Any], progress: Callable[..., None]) -> dict[str, Any]:
@@ -174,7 +196,7 @@ def run_import(
         "sha256": sha256,
         "target_refs": target_refs,
     }
-    return ChildResult(**run_child(request, progress, canceled))
+    return ChildResult.from_json(run_child(request, progress, canceled))
 
 
 def run_pull(

@@ -25,6 +25,7 @@ from .tasks import Handler, TaskCanceled, TaskContext, TaskFailed
 from .versions import (
     VersionState,
     commit_closure,
+    commit_objects,
     commit_parents,
     create_version,
     delete_version,
@@ -106,9 +107,15 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
             new.refs.update(result.refs)
             added = _chain(pool, result, ref, base)
             new.commits |= added
-            ctx.progress("Walking the new commits", 0, len(added), force=True)
-            new.objects |= commit_closure(pool, added, base.objects)
-            ctx.progress("Walking the new commits", len(added), len(added))
+            if set(result.commits) - base.commits <= added:
+                # The child walked the tree of every archive commit; those the version
+                # already holds bring nothing it lacks.
+                new.objects |= result.tree_objects()
+                new.objects |= commit_objects(pool, added)
+            else:  # ?ref= with other commits in the archive: only the chain's trees
+                ctx.progress("Walking the new commits", 0, len(added), force=True)
+                new.objects |= commit_closure(pool, added, base.objects)
+                ctx.progress("Walking the new commits", len(added), len(added))
             ctx.check_canceled()
             return publish(ctx, repo_id, base, new)
         finally:

@@ -126,9 +126,7 @@ def commit_closure(
     repo = pool.repo
     for checksum in commits:
         info = repo.read_commit(checksum, verify=False)
-        out.add((checksum, ObjectType.COMMIT))
-        if repo.has_object(checksum, ObjectType.COMMIT_META):
-            out.add((checksum, ObjectType.COMMIT_META))
+        out |= commit_objects(pool, [checksum])
         stack: list[tuple[str, str]] = [(info.root_dirtree, info.root_dirmeta)]
         while stack:
             tree, meta = stack.pop()
@@ -140,6 +138,16 @@ def commit_closure(
             files, dirs = pool.children(tree)
             out.update((f, ObjectType.FILE) for f in files)
             stack.extend(dirs)
+    return out
+
+
+def commit_objects(pool: Pool, commits: Iterable[str]) -> set[ObjectKey]:
+    """The commits' own objects: each commit and its detached metadata, if any."""
+    out: set[ObjectKey] = set()
+    for checksum in commits:
+        out.add((checksum, ObjectType.COMMIT))
+        if pool.repo.has_object(checksum, ObjectType.COMMIT_META):
+            out.add((checksum, ObjectType.COMMIT_META))
     return out
 
 

@@ -52,6 +52,7 @@ from libpyostree.objects import (
 )
 from libpyostree.repo import Repo
 from libpyostree.summary import update_summary
+from libpyostree.walk import iter_commit_closure
 from tests.archives import (
     COMPRESSIONS,
     EDGE_REF,
@@ -273,6 +274,14 @@ def test_child_archive_imports_into_parent(
     assert Repo.open(target).read_ref(REF) == py_sources.c1
     assert object_files(target) == object_files(py_sources.parent) | object_files(py_sources.child)
     assert not [p for p in tmp_listing(target) if "import" in p]
+    # The tree objects the closure check walked: the commit's whole tree, including
+    # the objects the target already held, each once.
+    trees = list(result.tree_objects())
+    assert len(trees) == len(set(trees)) == len(result.trees) // 33
+    closure = set(iter_commit_closure(Repo.open(target), py_sources.c1))
+    assert set(trees) == {
+        (c, t) for c, t in closure if t not in (ObjectType.COMMIT, ObjectType.COMMIT_META)
+    }
 
 
 def test_same_member_twice_with_same_content_is_accepted(

@@ -200,12 +200,7 @@ def run_import_in_process(
         )
     except OstreeError as exc:
         raise ImportFailed(error_code(exc), str(exc)) from None
-    return ChildResult(
-        commits=[str(c) for c in result.commits],
-        refs={n: str(c) for n, c in result.refs.items()},
-        objects_added=result.objects_added,
-        objects_present=result.objects_present,
-    )
+    return ChildResult.of(result)
 
 
 @pytest.fixture(autouse=True)
