@@ -40,7 +40,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .deltas.errors import DeltaError
@@ -126,6 +126,18 @@ class PullResult:
     """Fallback objects fetched for deltas (also counted in ``fetched``)."""
     delta_objects: int = 0
     """Objects written by delta parts."""
+    trees: bytes | None = None
+    """The dirtrees, dirmetas and files of the trees of ``commits`` (each once,
+    fetched or already held): the walk visited them anyway, so a caller indexing
+    the commits' objects (the service) need not walk them again.  33-byte
+    records (binary checksum, type value); see :meth:`tree_objects`.  None when
+    a static delta was used (its fallback objects are not walked ones)."""
+
+    def tree_objects(self) -> Iterator[tuple[Checksum, ObjectType]]:
+        """:attr:`trees` decoded (nothing when it is None)."""
+        view = memoryview(self.trees or b"")
+        for at in range(0, len(view), 33):
+            yield Checksum(view[at : at + 32].hex()), ObjectType(view[at + 32])
 
 
 @dataclass
@@ -314,6 +326,7 @@ class Planner:
             delta_parts_skipped=self._delta_parts_skipped,
             delta_fallbacks=self._delta_fallbacks,
             delta_objects=self._delta_objects,
+            trees=None if self._deltas_used else _records(self._seen),
         )
 
     # -- discovery -------------------------------------------------------------------
@@ -659,6 +672,14 @@ class Planner:
                 f"Commit {checksum} has no requested ref {ref!r} in its ref binding metadata "
                 f"({', '.join(bindings)})"
             )
+
+
+def _records(keys: set[tuple[str, ObjectType]]) -> bytes:
+    out = bytearray()
+    for checksum, objtype in keys:
+        out += bytes.fromhex(checksum)
+        out.append(objtype)
+    return bytes(out)
 
 
 def _verify_name(checksum: str, objtype: ObjectType, data: bytes) -> None:

@@ -73,8 +73,14 @@ class ChildResult:
         return cls(**{**data, "trees": bytes.fromhex(data["trees"])})
 
     def tree_objects(self) -> set[tuple[str, int]]:
-        view = memoryview(self.trees)
-        return {(view[at : at + 32].hex(), view[at + 32]) for at in range(0, len(view), 33)}
+        return tree_objects(self.trees)
+
+
+def tree_objects(records: bytes) -> set[tuple[str, int]]:
+    """(checksum, type) keys of 33-byte tree object records (``ImportResult.trees``,
+    ``PullResult.trees``)."""
+    view = memoryview(records)
+    return {(view[at : at + 32].hex(), view[at + 32]) for at in range(0, len(view), 33)}
 
 
 def error_code(exc: BaseException) -> str:
@@ -146,6 +152,8 @@ def _pull(request: dict[str, Any], progress: Callable[..., None]) -> dict[str, A
         "refs": {n: str(c) for n, c in result.refs.items()},
         "visited": sorted(result.visited),
         "fetched": result.fetched,
+        "walked": sorted(result.commits),
+        "trees": None if result.trees is None else result.trees.hex(),
     }
 
 
@@ -212,7 +220,9 @@ def run_pull(
     canceled: Callable[[], bool],
 ) -> dict[str, Any]:
     """Pull the selected refs of ``url`` into the pool, in a child process; returns
-    ``{"refs": {name: commit}, "visited": [commit…], "fetched": N}``."""
+    ``{"refs": {name: commit}, "visited": [commit…], "fetched": N, "walked": [commit…],
+    "trees": hex or None}`` (:attr:`libpyostree.pullplan.PullResult.trees` of the
+    ``walked`` commits, those fetched by this pull)."""
     request = {
         "op": "pull",
         "pool": pool,

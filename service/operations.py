@@ -17,12 +17,13 @@ from sqlalchemy import Engine, select
 
 from . import db
 from .deltas import add_deltas, ensure_delta, keep_connected
-from .importer import ChildResult, ImportFailed, run_import, run_pull
+from .importer import ChildResult, ImportFailed, run_import, run_pull, tree_objects
 from .modify import ModifyArgs, plan
 from .orphans import cleanup
 from .pool import Pool
 from .tasks import Handler, TaskCanceled, TaskContext, TaskFailed
 from .versions import (
+    ObjectKey,
     VersionState,
     commit_closure,
     commit_objects,
@@ -205,14 +206,23 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
         ctx.check_canceled()
         refs: dict[str, str] = pulled["refs"]
         visited = set(pulled["visited"])
+        # The pull walked the trees of the commits it fetched: only the others (held
+        # already, or brought by a delta) are walked here.
+        walked: set[str] = set()
+        trees: set[ObjectKey] = set()
+        if pulled["trees"] is not None:
+            walked = set(pulled["walked"])
+            trees = tree_objects(bytes.fromhex(pulled["trees"]))
         if ctx.args.get("mirror"):
             # The version becomes exactly the upstream selection.
             new = VersionState(refs=dict(refs), commits=visited)
-            new.objects = commit_closure(pool, visited)
+            new.objects = trees | commit_objects(pool, walked)
+            new.objects |= commit_closure(pool, visited - walked, trees)
         else:
             new = base.copy()
             new.refs.update(refs)
-            new.objects |= commit_closure(pool, visited - base.commits, base.objects)
+            new.objects |= trees | commit_objects(pool, walked)
+            new.objects |= commit_closure(pool, visited - base.commits - walked, new.objects)
             new.commits |= visited
         new.deltas = set(base.deltas)  # publish keeps those whose commits remain
         ctx.result = {"refs": refs, "objects_fetched": pulled["fetched"]}

@@ -27,6 +27,7 @@ from libpyostree.objects.summary import parse_summary
 from libpyostree.pull import PullProgress, pull
 from libpyostree.pullplan import Fetch, FetchKind, Planner, PullError, object_path
 from libpyostree.repo import Repo
+from libpyostree.walk import iter_commit_closure
 from tests.fault_server import (
     FaultServer,
     Source,
@@ -140,6 +141,16 @@ def test_depth_like_ostree(source: Source, server: FaultServer, tmp_path: Path, 
     expected = source.history["main"][: len(source.history["main"]) if depth < 0 else depth + 1]
     assert log_checksums(ours_log) == expected
     assert result.visited == set(expected)
+    # The walk's tree objects: exactly the trees of the fetched commits.
+    assert set(result.commits) == set(expected)
+    closure = {
+        key
+        for commit in expected
+        for key in iter_commit_closure(Repo.open(ours), commit)
+        if key[1] not in (ObjectType.COMMIT, ObjectType.COMMIT_META)
+    }
+    trees = list(result.tree_objects())
+    assert len(trees) == len(set(trees)) and set(trees) == closure
     fsck(ours)
 
 
@@ -169,7 +180,7 @@ def test_repull_fetches_nothing(source: Source, server: FaultServer, tmp_path: P
     server.clear()
     again = pull(Repo.open(dest), server.url, depth=-1, mirror=True)
     assert server.objects_requested() == []
-    assert again.fetched == 0 and again.commits == {}
+    assert again.fetched == 0 and again.commits == {} and again.trees == b""
     assert again.refs == first.refs
     assert object_files(dest) == before
     fsck(dest)

@@ -369,6 +369,7 @@ def test_from_delta_instead_of_objects(source: Source, tmp_path: Path) -> None:
     name = source.from_delta
     assert result.refs == {"main": source.b}
     assert result.deltas_used == [str(name)]
+    assert result.trees is None  # a delta was used: no walked-trees shortcut
     assert result.delta_parts_fetched >= 1
     assert name.superblock_path in served.log
     assert name.part_path(0) in served.log

@@ -220,6 +220,13 @@ def test_sync_selection(
         assert object_files(ours) == object_files(theirs)
         assert ref_files(ours) == {f"heads/{r}" for r in expected}
         run_ostree("fsck", f"--repo={ours}")
+        # The version holds exactly those objects, no more.
+        listed = service.api.results(
+            f"/api/v1/repositories/{repo}/versions/1/objects", limit="10000"
+        )
+        suffixes = {t.name_str: t.archive_suffix for t in ObjectType}
+        held = {f"{o['checksum'][:2]}/{o['checksum'][2:]}.{suffixes[o['type']]}" for o in listed}
+        assert held == object_files(theirs)
     # Nothing changed upstream: no new version.
     again = completed(service.sync(repo))
     assert again["created_version"] is None
