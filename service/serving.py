@@ -7,11 +7,16 @@ version's content never changes, so its object set is cached (a few versions,
 least recently used); distributions and latest-version numbers are cached
 until the process changes them (``invalidate``) or for a few seconds (other
 processes sharing the database).
+
+The object GETs of a pull are also answered below ASGI by
+:meth:`ContentApp.fast_object`, called from the HTTP protocol
+(:mod:`service.protocol`): the same resolution, the same response triple.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,6 +24,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +46,9 @@ _TTL = 5.0
 _VERSIONS_CACHED = 4
 _SMALL = 1 << 20
 _CHUNK = 1 << 18
+#: The largest object file :meth:`ContentApp.fast_object` reads (on the event loop);
+#: larger ones are streamed by the ASGI path.
+FAST_MAX = 1 << 18
 _OBJECT = re.compile(
     r"objects/([0-9a-f]{2})/([0-9a-f]{62})\.(commit|commitmeta|dirtree|dirmeta|filez)\Z"
 )
@@ -103,6 +112,10 @@ class ContentCache:
         self._created: dict[tuple[int, int], float] = {}
         self._loaded = 0.0
         self._versions: OrderedDict[tuple[int, int, float], VersionContent] = OrderedDict()
+        self._nested = False
+        """Whether a base path is a segment-prefix of another (never, through the API)."""
+        self._objects: dict[str, tuple[int, VersionContent] | None] = {}
+        """:meth:`object_version`'s memo, per base path, for the current distributions."""
 
     def invalidate(self) -> None:
         with self._lock:
@@ -127,17 +140,62 @@ class ContentCache:
             # SQLite reuses the id of a deleted repository (and numbers restart), so a
             # cached version is keyed by its creation time too: never another's content.
             self._created = {(repo, number): created for repo, number, _d, created in versions}
+            self._nested = any(
+                path[:cut] in self._dists
+                for path in self._dists
+                for cut in range(len(path))
+                if path[cut] == "/"
+            )
+            self._objects = {}
             self._loaded = time.monotonic()
 
     def resolve(self, path: str) -> tuple[Dist, str]:
         """(distribution, the rest of the path) for ``base_path/rest``."""
         self._refresh()
-        parts = path.split("/")
-        for cut in range(len(parts) - 1, 0, -1):
-            dist = self._dists.get("/".join(parts[:cut]))
+        dists = self._dists
+        cut = path.rfind("/")
+        while cut > 0:  # every proper prefix ending before a "/", longest first
+            dist = dists.get(path[:cut])
             if dist is not None:
-                return dist, "/".join(parts[cut:])
+                return dist, path[cut + 1 :]
+            cut = path.rfind("/", 0, cut)
         raise NotServed(404, f"No distribution serves {path!r}")
+
+    def object_version(self, path: str) -> tuple[str, int, VersionContent] | None:
+        """(rest, version number, version content) of ``path`` = ``BASE/objects/…`` when
+        ``BASE`` is a public distribution's base path that serves a version: what
+        :meth:`resolve` and :meth:`version_of` give for it, in one dictionary lookup (the
+        object GETs of a pull, by the ten thousand).  None for anything else.
+
+        Exactly :meth:`resolve`'s answer: when no base path is a segment-prefix of
+        another (the API refuses overlapping ones; checked for every reload), ``BASE``
+        is the only base path that can be a prefix of ``path``.  The memo holds the
+        version of each base path asked for (a few at most) until the next reload, which
+        asks :meth:`version_of` again (and so keeps the version recently used).
+        """
+        self._refresh()
+        cut = path.rfind("/objects/")
+        if cut <= 0:
+            return None
+        base = path[:cut]
+        try:
+            found = self._objects[base]
+        except KeyError:
+            found = self._object_version(base)
+        if found is None:
+            return None
+        return path[cut + 1 :], *found
+
+    def _object_version(self, base: str) -> tuple[int, VersionContent] | None:
+        dist = self._dists.get(base)
+        found = None
+        if dist is not None and not dist.private and not self._nested:
+            with contextlib.suppress(NotServed):  # no repository or version: _serve says so
+                found = self.version_of(dist)
+        if len(self._objects) >= _VERSIONS_CACHED:
+            self._objects = {}
+        self._objects[base] = found
+        return found
 
     def version_of(self, dist: Dist) -> tuple[int, VersionContent]:
         if dist.repository_id is None:
@@ -200,9 +258,26 @@ class ContentCache:
         return VersionContent(digest, refs, objects, deltas)
 
 
-def _error(status: int, message: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+Headers = list[tuple[bytes, bytes]]
+Response = tuple[int, Headers, bytes]
+"""(status, headers, body): a whole response, as the ASGI path sends it."""
+
+
+def _error(status: int, message: str) -> Response:
     body = json.dumps({"error": {"code": "not_served", "message": message}}).encode()
-    return status, [(b"content-type", b"application/json")], body
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return status, headers, body
+
+
+def _headers(etag: bytes, cache: bytes, size: int | None) -> Headers:
+    headers = [
+        (b"content-type", b"application/octet-stream"),
+        (b"etag", etag),
+        (b"cache-control", cache),
+    ]
+    if size is not None:
+        headers.append((b"content-length", str(size).encode()))
+    return headers
 
 
 class ContentApp:
@@ -213,6 +288,9 @@ class ContentApp:
         self.pool = pool
         self.cache = cache
         self.objects_root = str(pool.repo.path / "objects")
+        self._objects_fd = -1
+        """``objects_root`` opened for :meth:`fast_object` (``openat``: a shorter path
+        walk), on first use; closed with the app."""
         logging.getLogger("uvicorn.error").addFilter(_QUIET_H2C_UPGRADES)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -241,17 +319,13 @@ class ContentApp:
             self._authorize(scope)
         number, content = self.cache.version_of(dist)
         if rest.startswith("objects/"):
-            match = _OBJECT.match(rest)
-            if match is None:
+            if _OBJECT.match(rest) is None:
                 raise NotServed(
                     400,
                     "Invalid object path: objects/XX/<62 lowercase hex>.<commit|commitmeta|"
                     "dirtree|dirmeta|filez>",
                 )
-            relpath = rest[len("objects/") :]
-            if relpath not in content.objects:
-                raise NotServed(404, f"Object {relpath} is not in version {number}")
-            etag = b'"' + relpath.replace("/", "").encode() + b'"'
+            relpath, etag = self._object(number, content, rest)
             path = f"{self.objects_root}/{relpath}"
             await self._file(scope, send, head, path=path, etag=etag, cache=IMMUTABLE)
             return
@@ -300,6 +374,62 @@ class ContentApp:
             await _reply(scope, send, head, body=body, etag=etag, cache=SHORT)
         else:
             raise NotServed(404, f"{rest} is not served (version {number})")
+
+    def _object(self, number: int, content: VersionContent, rest: str) -> tuple[str, bytes]:
+        """The path under ``objects/`` and the strong ETag of ``rest`` (a valid
+        ``objects/…`` path) when the version holds that object."""
+        relpath = rest[len("objects/") :]
+        if relpath not in content.objects:  # a frozenset: O(1)
+            raise NotServed(404, f"Object {relpath} is not in version {number}")
+        return relpath, b'"' + relpath.replace("/", "").encode() + b'"'
+
+    def fast_object(self, path: str, head: bool) -> Response | None:
+        """The response :meth:`__call__` gives to a plain ``GET``/``HEAD`` of ``/content/``
+        + ``path``, computed synchronously — or None when ``path`` is not an object of
+        a public distribution's version as the ASGI path would serve it, or names a
+        file over :data:`FAST_MAX` bytes (GET): the caller then takes the ASGI path.
+
+        For :mod:`service.protocol`'s fast path, which only calls this for requests
+        whose headers cannot change the answer (no ``Authorization``,
+        ``If-None-Match``, ``Range``, body).  The steps are :meth:`_serve`'s, in its
+        order (:meth:`ContentCache.object_version` is ``resolve`` + ``version_of``),
+        with its helpers, so the two cannot answer differently;
+        ``tests/test_serving_fastpath.py`` compares them.
+        """
+        if path.startswith((".", "/")) or "/." in path or "//" in path:
+            return None  # maybe a 400 for a bad segment: the ASGI path says which
+        found = self.cache.object_version(path)
+        if found is None:
+            return None  # private, no such distribution, repository or version: rare
+        rest, number, content = found
+        if _OBJECT.match(rest) is None:
+            return None
+        try:
+            relpath, etag = self._object(number, content, rest)
+        except NotServed as exc:
+            return _error(exc.status, exc.message)
+        try:
+            if self._objects_fd < 0:
+                self._objects_fd = os.open(self.objects_root, os.O_RDONLY | os.O_DIRECTORY)
+                weakref.finalize(self, os.close, self._objects_fd)
+            fd = os.open(relpath, os.O_RDONLY, dir_fd=self._objects_fd)
+        except OSError:
+            return None
+        try:
+            # The size as lseek's plain int: os.fstat builds a whole stat_result.
+            size = os.lseek(fd, 0, os.SEEK_END)
+            if head:
+                return 200, _headers(etag, IMMUTABLE, size), b""
+            if size > FAST_MAX:
+                return None
+            body = os.pread(fd, size, 0)  # a small local file: quick enough for the event loop
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if len(body) != size:
+            return None
+        return 200, _headers(etag, IMMUTABLE, size), body
 
     def _authorize(self, scope: dict[str, Any]) -> None:
         for name, value in scope["headers"]:
@@ -360,13 +490,7 @@ def _not_modified(scope: dict[str, Any], etag: bytes) -> bool:
 
 
 async def _start(send: Any, status: int, etag: bytes, cache: bytes, size: int | None) -> None:
-    headers = [
-        (b"content-type", b"application/octet-stream"),
-        (b"etag", etag),
-        (b"cache-control", cache),
-    ]
-    if size is not None:
-        headers.append((b"content-length", str(size).encode()))
+    headers = _headers(etag, cache, size)
     await send({"type": "http.response.start", "status": status, "headers": headers})
 
 
@@ -381,9 +505,6 @@ async def _reply(
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-async def _send(
-    send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool
-) -> None:
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
+async def _send(send: Any, status: int, headers: Headers, body: bytes, *, head: bool) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
