@@ -313,10 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"machine: {os.cpu_count()} CPUs, load average {load_before:.2f}; "
         f"runs: {args.warmup} warm-up + {args.runs} counted, alternating\n"
     )
-    if args.settle > 0:
-        print(f"settling: sync, then {args.settle:.0f} s for recent deletions to age", flush=True)
-        os.sync()
-        time.sleep(args.settle)
+    corpus.settle(args.settle)
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="bench-delta-", dir=dest))
     counted: list[tuple[Side, Side]] = []

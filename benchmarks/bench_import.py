@@ -334,10 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # invocation, a test run) thus slows file creation in the first runs (measured on the
     # large corpus after a 60 s wait: 62 s and 56 s, then 20 s and 21 s for the same
     # import): sync, then let those deletions age.
-    if args.settle > 0:
-        print(f"settling: sync, then {args.settle:.0f} s for recent deletions to age", flush=True)
-        os.sync()
-        time.sleep(args.settle)
+    corpus.settle(args.settle)
     # SIGTERM (timeout, kill) unwinds like Ctrl-C, so the runs' directories are removed.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="bench-import-", dir=dest))

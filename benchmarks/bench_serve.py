@@ -740,10 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"warm-up + {args.runs} counted of each, alternating; phases: "
         + ", ".join(p for p in PHASES if p in args.phases)
     )
-    if args.settle > 0:
-        print(f"settling: sync, then {args.settle:.0f} s for recent deletions to age", flush=True)
-        os.sync()
-        time.sleep(args.settle)
+    corpus.settle(args.settle)
 
     # SIGTERM (timeout, kill) unwinds like Ctrl-C: servers are stopped, the work removed.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))

@@ -807,17 +807,31 @@ def repo_stats(repo: Path) -> dict[str, int]:
     return {**dict(sorted(counts.items())), "objects": sum(counts.values()), "disk_bytes": disk}
 
 
-def _build(dest: Path, params: CorpusParams) -> Path:
-    marker = dest / f".complete-{params.digest()}"
-    repo = dest / "repo"
-    if repo.is_dir() and marker.exists():
-        return repo
+def _clear(dest: Path, repo: Path) -> None:
+    """Make ``dest`` and remove a previous build's repo, tree, markers and info."""
     dest.mkdir(parents=True, exist_ok=True)
     for stale in [repo, dest / "tree", *dest.glob(".complete-*"), dest / "corpus.json"]:
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale)
         elif stale.exists() or stale.is_symlink():
             stale.unlink()
+
+
+def settle(seconds: float) -> None:
+    """Before timed runs: sync, then let recent deletions age ``seconds`` (see
+    ``bench_import.py``: ext4 here creates files slowly after a mass deletion)."""
+    if seconds > 0:
+        print(f"settling: sync, then {seconds:.0f} s for recent deletions to age", flush=True)
+        os.sync()
+        time.sleep(seconds)
+
+
+def _build(dest: Path, params: CorpusParams) -> Path:
+    marker = dest / f".complete-{params.digest()}"
+    repo = dest / "repo"
+    if repo.is_dir() and marker.exists():
+        return repo
+    _clear(dest, repo)
 
     started = time.monotonic()
     rng = random.Random(params.seed)
@@ -954,12 +968,7 @@ def build_delta_pair(dest: Path, base_dest: Path, params: DeltaPairParams) -> Pa
     repo = dest / "repo"
     if repo.is_dir() and marker.exists():
         return repo
-    dest.mkdir(parents=True, exist_ok=True)
-    for stale in [repo, dest / "tree", *dest.glob(".complete-*"), dest / "corpus.json"]:
-        if stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale)
-        elif stale.exists() or stale.is_symlink():
-            stale.unlink()
+    _clear(dest, repo)
 
     started = time.monotonic()
     tree = dest / "tree"

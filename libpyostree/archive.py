@@ -43,6 +43,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
+from . import records
 from ._workers import default_workers, executor, filez_bytes_checksum, filez_file_checksum
 from .errors import CorruptObjectError, OstreeError, RefConflictError
 from .gvariant import is_normal_form
@@ -108,9 +109,7 @@ class ImportResult:
 
     def tree_objects(self) -> Iterator[tuple[Checksum, ObjectType]]:
         """:attr:`trees` decoded."""
-        view = memoryview(self.trees)
-        for at in range(0, len(view), _RECORD):
-            yield Checksum(view[at : at + 32].hex()), ObjectType(view[at + 32])
+        return records.unpack(self.trees)
 
 
 _OBJECT_PATH = re.compile(
@@ -134,12 +133,6 @@ _IN_MEMORY = 1024 * 1024
 so neither process holds them whole."""
 _PROGRESS_EVERY = 256
 _CHUNK = 1 << 20
-_RECORD = 33
-"""A ``written`` record: the 32-byte binary checksum and the ObjectType value."""
-
-
-def _record(checksum: str, objtype: ObjectType) -> bytes:
-    return bytes.fromhex(checksum) + bytes((objtype,))
 
 
 def _fingerprint(data: bytes) -> int:
@@ -338,12 +331,12 @@ class _Candidate:
     """Binary checksum -> fingerprint of the member's bytes (duplicate members)."""
     written: bytearray = field(default_factory=bytearray)
     """Objects this import created in the target (removed again if it fails): records
-    of the binary checksum and the type's value, see :func:`_record`."""
+    of the binary checksum and the type's value, see :mod:`libpyostree.records`."""
     present: int = 0
 
     @property
     def added(self) -> int:
-        return len(self.written) // _RECORD
+        return len(self.written) // records.SIZE
 
 
 class _Importer:
@@ -642,7 +635,7 @@ class _Importer:
                 self.failures.append(("(worker)", f"verification failed: {exc}"))
                 continue
             for checksum in result.written:
-                cand.written += _record(checksum, ObjectType.FILE)
+                cand.written += records.record(checksum, ObjectType.FILE)
             cand.present += result.present
             self.failures.extend(result.failures)
             if self.failures:
@@ -717,7 +710,7 @@ def _write_batch(
     present = 0
     for checksum, data in items:
         if link_new_file(f"{objects_dir}/{checksum[:2]}/{checksum[2:]}.filez", data, tmpdir):
-            written += _record(checksum, ObjectType.FILE)
+            written += records.record(checksum, ObjectType.FILE)
         else:
             present += 1
     return bytes(written), present
@@ -908,7 +901,7 @@ def _check_closures(view: _View, require_full_history: bool) -> bytes:
                         f"History of commit {csum} is incomplete: parent {parent} is neither in "
                         "the archive nor in the target"
                     )
-    records = bytearray()
+    out = bytearray()
     for held, objtype in (
         (done_trees, ObjectType.DIR_TREE),
         (metas, ObjectType.DIR_META),
@@ -916,9 +909,9 @@ def _check_closures(view: _View, require_full_history: bool) -> bytes:
     ):
         tag = bytes((objtype,))
         for checksum in held:
-            records += checksum
-            records += tag
-    return bytes(records)
+            out += checksum
+            out += tag
+    return bytes(out)
 
 
 def _incomplete(commit: str, kind: str, checksum: str) -> ImportRefusedError:
@@ -1016,19 +1009,19 @@ def _publish_commits(importer: _Importer, cand: _Candidate) -> None:
         if os.path.exists(final):
             continue  # keep the target's detached metadata (it may hold more signatures)
         if link_new_file(final, data, importer.tmpdir):
-            cand.written += _record(checksum, ObjectType.COMMIT_META)
+            cand.written += records.record(checksum, ObjectType.COMMIT_META)
     for checksum, data in sorted(cand.commit_bytes.items()):
         final = f"{importer.object_dir(checksum)}/{checksum[2:]}.commit"
         if link_new_file(final, data, importer.tmpdir):
-            cand.written += _record(checksum, ObjectType.COMMIT)
+            cand.written += records.record(checksum, ObjectType.COMMIT)
         else:
             cand.present += 1
 
 
 def _unlink_all(objects_dir: str, written: bytearray) -> None:
     """Remove the objects of ``written`` records, newest first (commits go first)."""
-    for end in range(len(written), 0, -_RECORD):
-        checksum = written[end - _RECORD : end - 1].hex()
+    for end in range(len(written), 0, -records.SIZE):
+        checksum = written[end - records.SIZE : end - 1].hex()
         suffix = ObjectType(written[end - 1]).archive_suffix
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{objects_dir}/{checksum[:2]}/{checksum[2:]}.{suffix}")

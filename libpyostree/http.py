@@ -12,7 +12,7 @@ OpenSSL, so ``pip install`` needs no compiler.
 
 The :class:`Transport` is driven by its caller: :meth:`Transport.submit` queues
 GETs, :meth:`Transport.wait` runs transfers and returns the finished ones
-(after retries); :meth:`Transport.get` is the blocking form for one file.
+(after retries).
 
 Statuses follow ostree's curl backend (``reference/ostree-format.md`` §4.5),
 more forgiving where that is safe: 403/404/410 are "not found" (the caller
@@ -284,24 +284,6 @@ class Transport:
                 multi.select(pause)
             elif not self._ready:
                 time.sleep(pause)
-
-    def get(
-        self,
-        path: str,
-        *,
-        max_size: int | None = None,
-        not_found_ok: bool = True,
-    ) -> bytes | None:
-        """The body of ``path`` (None when not found and ``not_found_ok``); blocks.
-        Only while no other request is pending."""
-        assert not self.pending, "get() with submitted requests pending"
-        self.submit(path, max_size=max_size, not_found_ok=not_found_ok)
-        while not (done := self.wait(3600.0)):
-            pass
-        (response,) = done
-        if response.error is not None:
-            raise response.error
-        return response.body
 
     def close(self) -> None:
         """Abandon every request (spilled files are deleted) and close connections."""

@@ -43,6 +43,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from . import records
 from .deltas.errors import DeltaError
 from .deltas.index import parse_index
 from .deltas.names import DeltaName, index_path
@@ -135,9 +136,7 @@ class PullResult:
 
     def tree_objects(self) -> Iterator[tuple[Checksum, ObjectType]]:
         """:attr:`trees` decoded (nothing when it is None)."""
-        view = memoryview(self.trees or b"")
-        for at in range(0, len(view), 33):
-            yield Checksum(view[at : at + 32].hex()), ObjectType(view[at + 32])
+        return records.unpack(self.trees or b"")
 
 
 @dataclass
@@ -326,7 +325,7 @@ class Planner:
             delta_parts_skipped=self._delta_parts_skipped,
             delta_fallbacks=self._delta_fallbacks,
             delta_objects=self._delta_objects,
-            trees=None if self._deltas_used else _records(self._seen),
+            trees=None if self._deltas_used else records.pack(self._seen),
         )
 
     # -- discovery -------------------------------------------------------------------
@@ -672,14 +671,6 @@ class Planner:
                 f"Commit {checksum} has no requested ref {ref!r} in its ref binding metadata "
                 f"({', '.join(bindings)})"
             )
-
-
-def _records(keys: set[tuple[str, ObjectType]]) -> bytes:
-    out = bytearray()
-    for checksum, objtype in keys:
-        out += bytes.fromhex(checksum)
-        out.append(objtype)
-    return bytes(out)
 
 
 def _verify_name(checksum: str, objtype: ObjectType, data: bytes) -> None:

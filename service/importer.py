@@ -79,8 +79,10 @@ class ChildResult:
 def tree_objects(records: bytes) -> set[tuple[str, int]]:
     """(checksum, type) keys of 33-byte tree object records (``ImportResult.trees``,
     ``PullResult.trees``)."""
-    view = memoryview(records)
-    return {(view[at : at + 32].hex(), view[at + 32]) for at in range(0, len(view), 33)}
+    from libpyostree.records import unpack
+
+    out: set[tuple[str, int]] = set(unpack(records))
+    return out
 
 
 def error_code(exc: BaseException) -> str:
