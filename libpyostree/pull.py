@@ -41,7 +41,7 @@ from .pullplan import Fetch, FetchKind, Planner, PullResult
 from .repo import Repo, link_new_file
 from .summary import update_summary
 
-__all__ = ["PullProgress", "PullResult", "RemoteOptions", "pull"]
+__all__ = ["PullProgress", "PullResult", "RemoteOptions", "StoredObject", "pull"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,14 @@ class PullProgress:
     bytes_fetched: int
     outstanding: int
     """Requests queued or in flight."""
+    stored: tuple[StoredObject, ...] = ()
+    """The fetched dirtrees, dirmetas and files written since the previous report
+    (commits and detached metadata are written last, objects from static deltas
+    are not listed): the service records them while the pull still runs."""
+
+
+StoredObject = tuple[str, ObjectType, int]
+"""(checksum, type, size of the stored file in bytes)."""
 
 
 def pull(
@@ -100,6 +108,7 @@ def pull(
     tmpdir = str(repo.path / "tmp")
     objects_dir = str(repo.path / "objects")
     fetched = size = 0
+    stored: list[StoredObject] = []
 
     def store(fetch: Fetch, body: bytes | IO[bytes] | None) -> int:
         """Verify and store a ``.filez`` or apply a delta part (in a verifier thread)."""
@@ -145,11 +154,14 @@ def pull(
                 else:
                     for checksum, objtype, raw in planner.feed(fetch, response.body):
                         repo.write_object_raw(checksum, objtype, raw)
-            for fetch, written in verifier.done():
+                        stored.append((checksum, objtype, len(raw)))
+            for fetch, written, body_size in verifier.done():
                 if fetch.kind is FetchKind.DELTA_PART:
                     planner.part_applied(fetch, written)
                 else:
                     planner.stored(fetch)
+                    assert fetch.checksum is not None
+                    stored.append((fetch.checksum, ObjectType.FILE, body_size))
             # Keep the transfers busy with a few queued behind them; bodies wait for
             # the verifiers within a bound, in number and bytes.
             room = window - transport.pending - verifier.pending
@@ -159,13 +171,15 @@ def pull(
             now = time.monotonic()
             if progress is not None and now - last >= 0.2:
                 last = now
-                progress(PullProgress(fetched, size, transport.pending + verifier.pending))
+                outstanding = transport.pending + verifier.pending
+                progress(PullProgress(fetched, size, outstanding, tuple(stored)))
+                stored.clear()
         result = planner.result()
         _publish(
             repo, result, write_refs=write_refs, mirror=mirror, remote=remote, all_refs=refs is None
         )
         if progress is not None:
-            progress(PullProgress(fetched, size, 0))
+            progress(PullProgress(fetched, size, 0, tuple(stored)))
         return result
     finally:
         verifier.close()
@@ -227,9 +241,10 @@ class _Verifier:
         item = self._done.get()
         self._done.put(item)
 
-    def done(self) -> list[tuple[Fetch, int]]:
-        """The jobs finished so far (raises the first failure)."""
-        out: list[tuple[Fetch, int]] = []
+    def done(self) -> list[tuple[Fetch, int, int]]:
+        """The jobs finished so far, with the body sizes they were given (raises the
+        first failure)."""
+        out: list[tuple[Fetch, int, int]] = []
         while True:
             try:
                 fetch, written, size, error = self._done.get_nowait()
@@ -239,7 +254,7 @@ class _Verifier:
             self.queued_bytes -= size
             if error is not None:
                 raise error
-            out.append((fetch, written))
+            out.append((fetch, written, size))
 
     def close(self) -> None:
         """Stop: queued jobs are skipped, running ones finish."""

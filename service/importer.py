@@ -8,8 +8,11 @@ cannot take the service down, and cancelling is terminating it (objects it
 already wrote are complete and verified; unreferenced ones are orphans).
 
 Protocol: the request is one JSON object on the child's stdin; the child
-writes JSON lines to stdout — ``["progress", objects, bytes_read,
-bytes_total]`` …, then ``["done", result]`` or ``["error", code, message]``.
+writes JSON lines to stdout — ``["progress", …]`` (import: objects, bytes read,
+bytes total; pull: objects, bytes fetched, requests outstanding) and, from a
+pull, ``["stored", records, sizes]`` (objects written since the previous one:
+hex of :mod:`libpyostree.records`, file sizes) …, then ``["done", result]`` or
+``["error", code, message]``.
 A plain subprocess rather than ``multiprocessing``: spawn would re-import the
 embedding program's ``__main__``.
 """
@@ -30,10 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from libpyostree import records
 from libpyostree.errors import OstreeError
 
 if TYPE_CHECKING:
     from libpyostree.archive import ImportResult
+
+    from .versions import ObjectRow
 
 log = logging.getLogger("pyostree.import")
 
@@ -76,12 +82,10 @@ class ChildResult:
         return tree_objects(self.trees)
 
 
-def tree_objects(records: bytes) -> set[tuple[str, int]]:
+def tree_objects(packed: bytes) -> set[tuple[str, int]]:
     """(checksum, type) keys of 33-byte tree object records (``ImportResult.trees``,
     ``PullResult.trees``)."""
-    from libpyostree.records import unpack
-
-    out: set[tuple[str, int]] = set(unpack(records))
+    out: set[tuple[str, int]] = set(records.unpack(packed))
     return out
 
 
@@ -101,13 +105,17 @@ def _emit(out: IO[str], *message: Any) -> None:
     out.flush()
 
 
-def _import(request: dict[str, Any], progress: Callable[..., None]) -> dict[str, Any]:
+Send = Callable[..., None]
+"""``send(kind, *values)``: one message to the service."""
+
+
+def _import(request: dict[str, Any], send: Send) -> dict[str, Any]:
     from libpyostree.archive import ImportProgress, import_archive
     from libpyostree.names import Checksum
     from libpyostree.repo import Repo
 
     def report(p: ImportProgress) -> None:
-        progress(p.objects, p.bytes_read, p.bytes_total)
+        send("progress", p.objects, p.bytes_read, p.bytes_total)
 
     result = import_archive(
         Repo.open(request["pool"]),
@@ -121,13 +129,16 @@ def _import(request: dict[str, Any], progress: Callable[..., None]) -> dict[str,
     return ChildResult.of(result).to_json()
 
 
-def _pull(request: dict[str, Any], progress: Callable[..., None]) -> dict[str, Any]:
+def _pull(request: dict[str, Any], send: Send) -> dict[str, Any]:
     from libpyostree.http import RemoteOptions
     from libpyostree.pull import PullProgress, pull
     from libpyostree.repo import Repo
 
     def report(p: PullProgress) -> None:
-        progress(p.objects_fetched, p.bytes_fetched, p.outstanding)
+        if p.stored:
+            packed = records.pack((checksum, objtype) for checksum, objtype, _ in p.stored)
+            send("stored", packed.hex(), [size for _, _, size in p.stored])
+        send("progress", p.objects_fetched, p.bytes_fetched, p.outstanding)
 
     include, exclude = request["include_refs"], request["exclude_refs"]
 
@@ -168,13 +179,13 @@ def child_main() -> int:
     request = json.loads(sys.stdin.readline())
     parent = int(request["parent_pid"])
 
-    def progress(*values: Any) -> None:
+    def send(kind: str, *values: Any) -> None:
         if os.getppid() != parent:  # the service died (kill -9): stop, don't finish alone
             os._exit(1)
-        _emit(out, "progress", *values)
+        _emit(out, kind, *values)
 
     try:
-        result = _OPERATIONS[request["op"]](request, progress)
+        result = _OPERATIONS[request["op"]](request, send)
     except OstreeError as exc:
         _emit(out, "error", error_code(exc), str(exc))
         return 1
@@ -219,12 +230,20 @@ def run_pull(
     options: dict[str, Any],
     local_refs: dict[str, str],
     progress: Callable[[int, int, int], None],
+    stored: Callable[[list[ObjectRow]], None],
     canceled: Callable[[], bool],
 ) -> dict[str, Any]:
     """Pull the selected refs of ``url`` into the pool, in a child process; returns
     ``{"refs": {name: commit}, "visited": [commit…], "fetched": N, "walked": [commit…],
     "trees": hex or None}`` (:attr:`libpyostree.pullplan.PullResult.trees` of the
-    ``walked`` commits, those fetched by this pull)."""
+    ``walked`` commits, those fetched by this pull).  ``stored(rows)`` is called
+    with the objects the child wrote as it goes (see
+    :attr:`libpyostree.pull.PullProgress.stored`)."""
+
+    def on_stored(packed: str, sizes: list[int]) -> None:
+        keys = records.unpack(bytes.fromhex(packed))
+        stored([(c, int(t), n) for (c, t), n in zip(keys, sizes, strict=True)])
+
     request = {
         "op": "pull",
         "pool": pool,
@@ -235,13 +254,17 @@ def run_pull(
         "options": options,
         "local_refs": local_refs,
     }
-    return run_child(request, progress, canceled)
+    return run_child(request, progress, canceled, stored=on_stored)
 
 
 def run_child(
-    request: dict[str, Any], progress: Callable[..., None], canceled: Callable[[], bool]
+    request: dict[str, Any],
+    progress: Callable[..., None],
+    canceled: Callable[[], bool],
+    **handlers: Callable[..., None],
 ) -> dict[str, Any]:
-    """Run one operation in a child process and return its result."""
+    """Run one operation in a child process and return its result; ``handlers``
+    take the child's other messages by kind."""
     request = {**request, "parent_pid": os.getpid()}
     what = str(request["op"])
     env = dict(os.environ)
@@ -268,6 +291,8 @@ def run_child(
             message = json.loads(line)
             if message[0] == "progress":
                 progress(*message[1:])
+            elif message[0] in handlers:
+                handlers[message[0]](*message[1:])
             elif message[0] == "done":
                 result: dict[str, Any] = message[1]
                 return result

@@ -24,6 +24,7 @@ from .pool import Pool
 from .tasks import Handler, TaskCanceled, TaskContext, TaskFailed
 from .versions import (
     ObjectKey,
+    ObjectRows,
     VersionState,
     commit_closure,
     commit_objects,
@@ -187,18 +188,20 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
 
         ctx.progress("Fetching objects", 0, force=True)
         try:
-            pulled = run_pull(
-                str(pool.root),
-                url=remote.url,
-                include_refs=options.get("include_refs"),
-                exclude_refs=options.get("exclude_refs"),
-                depth=int(options.get("depth") or 0),
-                options=transport,
-                # Deltas start from what the version holds (ostree's local refs).
-                local_refs=dict(base.refs),
-                progress=progress,
-                canceled=ctx.cancel_event.is_set,
-            )
+            with ObjectRows(engine, pool) as rows:
+                pulled = run_pull(
+                    str(pool.root),
+                    url=remote.url,
+                    include_refs=options.get("include_refs"),
+                    exclude_refs=options.get("exclude_refs"),
+                    depth=int(options.get("depth") or 0),
+                    options=transport,
+                    # Deltas start from what the version holds (ostree's local refs).
+                    local_refs=dict(base.refs),
+                    progress=progress,
+                    stored=rows.add,
+                    canceled=ctx.cancel_event.is_set,
+                )
         except ImportFailed as exc:
             if exc.code == "canceled":
                 raise TaskCanceled() from None
@@ -225,6 +228,7 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
             new.objects |= commit_closure(pool, visited - base.commits - walked, new.objects)
             new.commits |= visited
         new.deltas = set(base.deltas)  # publish keeps those whose commits remain
+        new.ids = rows.ids  # the rows of what the pull stored, made while it ran
         ctx.result = {"refs": refs, "objects_fetched": pulled["fetched"]}
         return publish(ctx, repo_id, base, new)
 

@@ -11,13 +11,16 @@ at all.
 
 from __future__ import annotations
 
+import json
 import os
+import queue
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from libpyostree.errors import OstreeError
@@ -160,10 +163,15 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
 
 
 def _object_ids(
-    conn: Connection, pool: Pool, keys: set[ObjectKey], known: dict[ObjectKey, int]
+    conn: Connection,
+    pool: Pool | None,
+    keys: set[ObjectKey],
+    known: dict[ObjectKey, int],
+    sizes: dict[ObjectKey, int] | None = None,
 ) -> dict[ObjectKey, int]:
     """Ids of the ``objects`` rows for ``keys`` (``known`` ones are not looked up),
-    inserting the missing ones.
+    inserting the missing ones; their sizes come from ``sizes``, else from the
+    files in ``pool``.
 
     A big commit brings ~100k objects: lookups and the insert go straight to the
     driver (SQLAlchemy's per-statement compilation and per-row parameter
@@ -174,9 +182,12 @@ def _object_ids(
     missing = sorted(k for k in keys if k not in ids)  # index order: faster inserts
     if missing:
         rows = []
-        root = str(pool.repo.path / "objects")
+        root = str(pool.repo.path / "objects") if pool is not None else ""
         suffix = {int(t): t.archive_suffix for t in ObjectType}
         for csum, otype in missing:
+            if sizes is not None and (csum, otype) in sizes:
+                rows.append((csum, otype, sizes[csum, otype]))
+                continue
             try:  # plain strings: pathlib costs more than the stat itself here
                 size = os.stat(f"{root}/{csum[:2]}/{csum[2:]}.{suffix[otype]}").st_size
             except FileNotFoundError:
@@ -187,6 +198,70 @@ def _object_ids(
         _bulk_insert(conn, db.objects, ("checksum", "type", "size"), rows)
         _lookup_objects(conn, sorted({c for c, _t in missing}), keys, ids)
     return ids
+
+
+ObjectRow = tuple[str, int, int]
+"""(checksum, ObjectType value, size of the pool file)."""
+
+
+class ObjectRows:
+    """Makes the ``objects`` rows of objects a running pull has stored, in a
+    thread beside it, and keeps their ids (:attr:`ids`).
+
+    The version's transaction then only has to link them: for a 50k-object
+    sync that moves ~1 s of lookups and inserts off the critical path, into
+    time when the service process is idle waiting for the pull's child.  Rows
+    are committed in small transactions as they come; should the task fail,
+    rows no version references are reclaimed by orphan cleanup (which never
+    runs beside another task).  Use as a context manager: leaving it waits for
+    the rows in flight.
+    """
+
+    def __init__(self, engine: Engine, pool: Pool) -> None:
+        self.ids: dict[ObjectKey, int] = {}
+        self._engine = engine
+        self._pool = pool
+        self._queue: queue.SimpleQueue[list[ObjectRow] | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="pyostree-object-rows")
+
+    def __enter__(self) -> ObjectRows:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and exc_type is None:
+            raise self._error
+
+    def add(self, rows: list[ObjectRow]) -> None:
+        """Rows to make (from the thread reading the pull's messages)."""
+        self._queue.put(rows)
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            while True:  # whatever else has arrived meanwhile: fewer transactions
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                    break
+                batch.extend(more)
+            if self._error is not None:
+                continue
+            sizes = {(checksum, otype): size for checksum, otype, size in batch}
+            try:
+                with db.writing(self._engine) as conn:
+                    self.ids.update(_object_ids(conn, self._pool, set(sizes), {}, sizes))
+            except Exception as exc:  # raised by __exit__, in the task's thread
+                self._error = exc
 
 
 def _lookup_objects(
@@ -229,6 +304,25 @@ def _bulk_insert(
         f"VALUES ({', '.join([marker] * len(columns))})"
     )
     conn.exec_driver_sql(sql, rows)
+
+
+def _link(conn: Connection, repository_id: int, kind: Kind, ids: list[int], number: int) -> None:
+    """``repository_content`` rows adding content ``ids`` in version ``number``.
+
+    On SQLite, one statement over a JSON array: a 50k-object version is linked
+    in a third of the time ``executemany`` takes binding each row from Python."""
+    if not ids:
+        return
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(
+            "INSERT INTO repository_content (repository_id, kind, content_id, version_added) "
+            "SELECT ?, ?, value, ? FROM json_each(?)",
+            (repository_id, int(kind), number, json.dumps(ids)),
+        )
+        return
+    rows = [(repository_id, int(kind), cid, number) for cid in ids]
+    columns = ("repository_id", "kind", "content_id", "version_added")
+    _bulk_insert(conn, db.repository_content, columns, rows)
 
 
 def _commit_ids(conn: Connection, pool: Pool, checksums: set[str]) -> dict[str, int]:
@@ -370,11 +464,8 @@ def create_version(
     removed: dict[Kind, int] = {}
 
     def apply(kind: Kind, add_ids: Iterable[int], remove_ids: Iterable[int]) -> None:
-        add_rows = [(repository_id, int(kind), cid, number) for cid in sorted(add_ids)]
-        if add_rows:
-            _bulk_insert(
-                conn, rc, ("repository_id", "kind", "content_id", "version_added"), add_rows
-            )
+        new_ids = sorted(add_ids)
+        _link(conn, repository_id, kind, new_ids, number)
         gone = sorted(remove_ids)
         for chunk in _chunks(gone):
             conn.execute(
@@ -387,7 +478,7 @@ def create_version(
                 )
                 .values(version_removed=number)
             )
-        added[kind], removed[kind] = len(add_rows), len(gone)
+        added[kind], removed[kind] = len(new_ids), len(gone)
 
     obj_add, obj_del = new.objects - base.objects, base.objects - new.objects
     oids = _object_ids(conn, pool, obj_add | obj_del, {**base.ids, **new.ids})

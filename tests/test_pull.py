@@ -108,6 +108,15 @@ def test_mirror_all_refs_equals_ostree(source: Source, server: FaultServer, tmp_
     # Progress counts every file fetched (config and summary too).
     assert seen and seen[-1].objects_fetched >= result.fetched
     assert seen[-1].bytes_fetched > 0
+    # Every dirtree, dirmeta and file is reported once as stored, with its file's size.
+    stored = [s for p in seen for s in p.stored]
+    assert len(stored) == len(set(stored))
+    on_disk = {
+        (f.parent.name + f.stem, f.suffix[1:]): f.stat().st_size
+        for f in (ours / "objects").glob("*/*")
+        if f.suffix in (".dirtree", ".dirmeta", ".filez")
+    }
+    assert {(c, t.archive_suffix): n for c, t, n in stored} == on_disk
     fsck(ours)
     # Detached metadata kept, as ostree shows it.
     meta = source.refs["meta"]

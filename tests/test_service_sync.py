@@ -225,8 +225,13 @@ def test_sync_selection(
             f"/api/v1/repositories/{repo}/versions/1/objects", limit="10000"
         )
         suffixes = {t.name_str: t.archive_suffix for t in ObjectType}
-        held = {f"{o['checksum'][:2]}/{o['checksum'][2:]}.{suffixes[o['type']]}" for o in listed}
-        assert held == object_files(theirs)
+        held = {
+            f"{o['checksum'][:2]}/{o['checksum'][2:]}.{suffixes[o['type']]}": o["size"]
+            for o in listed
+        }
+        assert held.keys() == object_files(theirs)
+        # Rows made while the pull ran (sizes from the child) match the files.
+        assert held == {p: (theirs / "objects" / p).stat().st_size for p in held}
     # Nothing changed upstream: no new version.
     again = completed(service.sync(repo))
     assert again["created_version"] is None
