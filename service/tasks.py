@@ -104,6 +104,10 @@ class TaskRunner:
         self.workers = workers
         self.handlers = handlers
         self._wake = threading.Condition()
+        self._notified = 0
+        """Bumped by :meth:`notify`: a worker whose claim found nothing sleeps only
+        if no notification came meanwhile (else a task submitted during the claim
+        would wait for the next poll)."""
         self._stop = False
         self._threads: list[threading.Thread] = []
         self._cancel: dict[str, threading.Event] = {}
@@ -167,6 +171,7 @@ class TaskRunner:
 
     def notify(self) -> None:
         with self._wake:
+            self._notified += 1
             self._wake.notify_all()
 
     def cancel(self, task_id: str) -> str | None:
@@ -239,12 +244,14 @@ class TaskRunner:
             with self._wake:
                 if self._stop:
                     return
+                notified = self._notified
             claimed = self._claim()
             if claimed is None:
                 with self._wake:
                     if self._stop:
                         return
-                    self._wake.wait(timeout=1.0)
+                    if self._notified == notified:
+                        self._wake.wait(timeout=1.0)
                 continue
             self._run(*claimed)
             self.notify()  # the repository lock is free: others may go
