@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -703,10 +703,14 @@ async def tasks_list(request: Request) -> Response:
 async def task_get(request: Request) -> Response:
     task_id = request.path_params["id"]
     with service(request).engine.connect() as conn:
-        row = conn.execute(_task_query().where(db.tasks.c.id == task_id)).first()
+        row = conn.execute(_TASK_BY_ID, {"task_id": task_id}).first()
     if row is None:
         raise not_found(f"Task {task_id!r:.80} does not exist")
     return JSONResponse(task_json(row, row.repository_name))
+
+
+_TASK_BY_ID = _task_query().where(db.tasks.c.id == bindparam("task_id"))
+"""Built once: clients poll their tasks (statement building costs more than the query)."""
 
 
 async def task_cancel(request: Request) -> Response:

@@ -13,7 +13,7 @@ import secrets
 import time
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, bindparam, func, select
 
 from . import db
 
@@ -49,9 +49,12 @@ def ensure_admin_token(engine: Engine, data_dir: Path) -> Path | None:
     return path
 
 
+_SCOPE = select(db.tokens.c.scope).where(db.tokens.c.digest == bindparam("digest"))
+"""Built once: every API request runs it, and building a statement (and its cache
+key) costs more than SQLite's lookup."""
+
+
 def scope_of(engine: Engine, token: str) -> str | None:
     with engine.connect() as conn:
-        scope = conn.execute(
-            select(db.tokens.c.scope).where(db.tokens.c.digest == digest(token))
-        ).scalar()
+        scope = conn.execute(_SCOPE, {"digest": digest(token)}).scalar()
     return str(scope) if scope is not None else None
