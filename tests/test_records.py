@@ -12,9 +12,7 @@ from libpyostree.objects import ObjectType
 
 def keys(n: int) -> list[tuple[str, ObjectType]]:
     types = list(ObjectType)
-    return [
-        (hashlib.sha256(str(i).encode()).hexdigest(), types[i % len(types)]) for i in range(n)
-    ]
+    return [(hashlib.sha256(str(i).encode()).hexdigest(), types[i % len(types)]) for i in range(n)]
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 1000])

@@ -55,9 +55,7 @@ def test_results_and_failures(engine: Engine, runner: TaskRunner) -> None:
     assert failed.error == {"code": "task_failed", "message": "no such thing"}
 
 
-def test_notification_during_an_empty_claim_is_not_lost(
-    engine: Engine, runner: TaskRunner
-) -> None:
+def test_notification_during_an_empty_claim_is_not_lost(engine: Engine, runner: TaskRunner) -> None:
     """A task submitted while a worker's claim is finding nothing: the worker must
     claim again at once, not sleep until its next poll."""
     claims = 0
