@@ -188,7 +188,7 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
 
         ctx.progress("Fetching objects", 0, force=True)
         try:
-            with ObjectRows(engine, pool) as rows:
+            with ObjectRows(engine) as rows:
                 pulled = run_pull(
                     str(pool.root),
                     url=remote.url,
