@@ -901,17 +901,11 @@ def _check_closures(view: _View, require_full_history: bool) -> bytes:
                         f"History of commit {csum} is incomplete: parent {parent} is neither in "
                         "the archive nor in the target"
                     )
-    out = bytearray()
-    for held, objtype in (
-        (done_trees, ObjectType.DIR_TREE),
-        (metas, ObjectType.DIR_META),
-        (files_seen, ObjectType.FILE),
-    ):
-        tag = bytes((objtype,))
-        for checksum in held:
-            out += checksum
-            out += tag
-    return bytes(out)
+    return (
+        records.pack_binary(done_trees, ObjectType.DIR_TREE)
+        + records.pack_binary(metas, ObjectType.DIR_META)
+        + records.pack_binary(files_seen, ObjectType.FILE)
+    )
 
 
 def _incomplete(commit: str, kind: str, checksum: str) -> ImportRefusedError:

@@ -23,6 +23,12 @@ def pack(keys: Iterable[tuple[str, ObjectType]]) -> bytes:
     return b"".join(record(checksum, objtype) for checksum, objtype in keys)
 
 
+def pack_binary(checksums: Iterable[bytes], objtype: ObjectType) -> bytes:
+    """Records of binary (32-byte) checksums, all of one type."""
+    tag = bytes((objtype,))
+    return b"".join(checksum + tag for checksum in checksums)
+
+
 _TYPES = {t.value: t for t in ObjectType}
 
 

@@ -10,8 +10,8 @@ already wrote are complete and verified; unreferenced ones are orphans).
 Protocol: the request is one JSON object on the child's stdin; the child
 writes JSON lines to stdout — ``["progress", …]`` (import: objects, bytes read,
 bytes total; pull: objects, bytes fetched, requests outstanding) and, from a
-pull, ``["stored", records, sizes]`` (objects written since the previous one:
-hex of :mod:`libpyostree.records`, file sizes) …, then ``["done", result]`` or
+pull, ``["stored", [[checksum, type, size], …]]`` (objects written since the
+previous one) …, then ``["done", result]`` or
 ``["error", code, message]``.
 A plain subprocess rather than ``multiprocessing``: spawn would re-import the
 embedding program's ``__main__``.
@@ -79,14 +79,8 @@ class ChildResult:
         return cls(**{**data, "trees": bytes.fromhex(data["trees"])})
 
     def tree_objects(self) -> set[tuple[str, int]]:
-        return tree_objects(self.trees)
-
-
-def tree_objects(packed: bytes) -> set[tuple[str, int]]:
-    """(checksum, type) keys of 33-byte tree object records (``ImportResult.trees``,
-    ``PullResult.trees``)."""
-    out: set[tuple[str, int]] = set(records.unpack(packed))
-    return out
+        out: set[tuple[str, int]] = set(records.unpack(self.trees))
+        return out
 
 
 def error_code(exc: BaseException) -> str:
@@ -136,8 +130,7 @@ def _pull(request: dict[str, Any], send: Send) -> dict[str, Any]:
 
     def report(p: PullProgress) -> None:
         if p.stored:
-            packed = records.pack((checksum, objtype) for checksum, objtype, _ in p.stored)
-            send("stored", packed.hex(), [size for _, _, size in p.stored])
+            send("stored", p.stored)
         send("progress", p.objects_fetched, p.bytes_fetched, p.outstanding)
 
     include, exclude = request["include_refs"], request["exclude_refs"]
@@ -240,9 +233,8 @@ def run_pull(
     with the objects the child wrote as it goes (see
     :attr:`libpyostree.pull.PullProgress.stored`)."""
 
-    def on_stored(packed: str, sizes: list[int]) -> None:
-        keys = records.unpack(bytes.fromhex(packed))
-        stored([(c, int(t), n) for (c, t), n in zip(keys, sizes, strict=True)])
+    def on_stored(rows: list[list[Any]]) -> None:
+        stored([(checksum, objtype, size) for checksum, objtype, size in rows])
 
     request = {
         "op": "pull",

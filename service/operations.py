@@ -15,9 +15,11 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, select
 
+from libpyostree import records
+
 from . import db
 from .deltas import add_deltas, ensure_delta, keep_connected
-from .importer import ChildResult, ImportFailed, run_import, run_pull, tree_objects
+from .importer import ChildResult, ImportFailed, run_import, run_pull
 from .modify import ModifyArgs, plan
 from .orphans import cleanup
 from .pool import Pool
@@ -215,7 +217,7 @@ def make_handlers(engine: Engine, pool: Pool, changed: VersionListener) -> dict[
         trees: set[ObjectKey] = set()
         if pulled["trees"] is not None:
             walked = set(pulled["walked"])
-            trees = tree_objects(bytes.fromhex(pulled["trees"]))
+            trees = set(records.unpack(bytes.fromhex(pulled["trees"])))
         if ctx.args.get("mirror"):
             # The version becomes exactly the upstream selection.
             new = VersionState(refs=dict(refs), commits=visited)

@@ -211,7 +211,7 @@ class ObjectRows:
     The version's transaction then only has to link them: for a 50k-object
     sync that moves ~1 s of lookups and inserts off the critical path, into
     time when the service process is idle waiting for the pull's child.  Rows
-    are committed in small transactions as they come; should the task fail,
+    are committed as they come, :data:`_ROWS_PER_TRANSACTION` at a time; should the task fail,
     rows no version references are reclaimed by orphan cleanup (which never
     runs beside another task).  Use as a context manager: leaving it waits for
     the rows in flight.
